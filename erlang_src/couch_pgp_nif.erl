@@ -1,0 +1,62 @@
+%% @private
+%% NIF stubs for native/couch_pgp_nif. Call couch_pgp, not this module: it does no
+%% argument checking of its own beyond what the Rust side enforces.
+-module(couch_pgp_nif).
+
+-export([
+    generate_key/4,
+    public_cert/1,
+    key_fingerprint/1,
+    cert_fingerprint/1,
+    import_cert/1,
+    export_secret/2,
+    import_secret/2,
+    encrypt/4,
+    decrypt/3,
+    sign/3,
+    verify/3,
+    canonical_json/1,
+    json_decode/1
+]).
+
+-on_load(init/0).
+
+-define(NOT_LOADED, erlang:nif_error({not_loaded, ?MODULE})).
+
+-spec init() -> ok | {error, term()}.
+init() ->
+    PrivDir =
+        case code:priv_dir(couch_pgp) of
+            {error, bad_name} ->
+                filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
+            Dir ->
+                Dir
+        end,
+    erlang:load_nif(filename:join(PrivDir, "couch_pgp_nif"), 0).
+
+-spec generate_key(binary() | undefined, atom(), atom(), non_neg_integer() | never) -> term().
+generate_key(_UserId, _Suite, _Profile, _ExpiresIn) -> ?NOT_LOADED.
+-spec public_cert(reference()) -> term().
+public_cert(_Key) -> ?NOT_LOADED.
+-spec key_fingerprint(reference()) -> binary().
+key_fingerprint(_Key) -> ?NOT_LOADED.
+-spec cert_fingerprint(binary()) -> term().
+cert_fingerprint(_Cert) -> ?NOT_LOADED.
+-spec import_cert(binary()) -> term().
+import_cert(_Bytes) -> ?NOT_LOADED.
+-spec export_secret(reference(), binary()) -> term().
+export_secret(_Key, _Passphrase) -> ?NOT_LOADED.
+-spec import_secret(binary(), binary()) -> term().
+import_secret(_Bytes, _Passphrase) -> ?NOT_LOADED.
+-spec encrypt(binary(), [binary()], reference() | undefined, boolean()) -> term().
+encrypt(_Plain, _Certs, _SignWith, _Armor) -> ?NOT_LOADED.
+-spec decrypt(binary(), reference(), [binary()] | undefined) -> term().
+decrypt(_Msg, _Key, _VerifyWith) -> ?NOT_LOADED.
+-spec sign(binary(), reference(), boolean()) -> term().
+sign(_Data, _Key, _Armor) -> ?NOT_LOADED.
+-spec verify(binary(), binary(), [binary()]) -> term().
+verify(_Data, _Sig, _Certs) -> ?NOT_LOADED.
+-spec canonical_json(term()) -> term().
+canonical_json(_Json) -> ?NOT_LOADED.
+-spec json_decode(binary()) -> term().
+json_decode(_Text) -> ?NOT_LOADED.

@@ -1,0 +1,249 @@
+//! RFC 8785 JSON Canonicalization Scheme (JCS).
+//!
+//! The input model is deliberately small so that both Erlang terms (EJSON, maps) and JSON
+//! text can be brought to it: `nif.rs` converts terms, `from_text` parses text. Numbers are
+//! IEEE 754 doubles as RFC 8785 requires; integers outside ±2^53 are refused rather than
+//! rounded, because a signature over a rounded number would also cover a different one.
+
+use crate::error::JsonError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    /// An integer known to be exactly representable (|n| <= 2^53).
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Array(Vec<Json>),
+    /// Members in input order; duplicates are refused at construction.
+    Object(Vec<(String, Json)>),
+}
+
+pub const MAX_SAFE_INTEGER: i64 = 9_007_199_254_740_992; // 2^53
+
+/// Deepest nesting accepted; deeper input is refused rather than risking the stack.
+pub const MAX_DEPTH: usize = 512;
+
+impl Json {
+    pub fn int(n: i128) -> Result<Json, JsonError> {
+        if n.unsigned_abs() > MAX_SAFE_INTEGER as u128 {
+            return Err(JsonError::NumberOutOfRange);
+        }
+        Ok(Json::Int(n as i64))
+    }
+
+    pub fn float(f: f64) -> Result<Json, JsonError> {
+        if !f.is_finite() {
+            return Err(JsonError::NumberOutOfRange);
+        }
+        Ok(Json::Float(f))
+    }
+
+    /// Builds an object, refusing duplicate member names.
+    pub fn object(members: Vec<(String, Json)>) -> Result<Json, JsonError> {
+        if members.len() > 1 {
+            let mut names: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+            names.sort_unstable();
+            if names.windows(2).any(|w| w[0] == w[1]) {
+                return Err(JsonError::DuplicateKey);
+            }
+        }
+        Ok(Json::Object(members))
+    }
+}
+
+/// Canonical UTF-8 bytes of `value`.
+pub fn canonicalize(value: &Json) -> Result<Vec<u8>, JsonError> {
+    let mut out = Vec::with_capacity(256);
+    write_value(value, &mut out, 0)?;
+    Ok(out)
+}
+
+fn write_value(value: &Json, out: &mut Vec<u8>, depth: usize) -> Result<(), JsonError> {
+    if depth > MAX_DEPTH {
+        return Err(JsonError::InvalidValue);
+    }
+    match value {
+        Json::Null => out.extend_from_slice(b"null"),
+        Json::Bool(true) => out.extend_from_slice(b"true"),
+        Json::Bool(false) => out.extend_from_slice(b"false"),
+        Json::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Json::Float(f) => out.extend_from_slice(format_number(*f)?.as_bytes()),
+        Json::Str(s) => write_string(s, out),
+        Json::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out, depth + 1)?;
+            }
+            out.push(b']');
+        }
+        Json::Object(members) => {
+            let mut sorted: Vec<&(String, Json)> = members.iter().collect();
+            // RFC 8785 3.2.3: member names sorted by their UTF-16 code units.
+            sorted.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push(b'{');
+            for (i, (name, v)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(name, out);
+                out.push(b':');
+                write_value(v, out, depth + 1)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// RFC 8785 3.2.2.2: the escapes of ECMAScript's JSON.stringify, everything else verbatim.
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            0x08 => Some(b"\\b"),
+            0x09 => Some(b"\\t"),
+            0x0a => Some(b"\\n"),
+            0x0c => Some(b"\\f"),
+            0x0d => Some(b"\\r"),
+            _ => None,
+        };
+        if escape.is_none() && b >= 0x20 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match escape {
+            Some(e) => out.extend_from_slice(e),
+            None => out.extend_from_slice(&[
+                b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize],
+            ]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// ECMAScript Number::toString (ECMA-262 7.1.12.1) for a finite double, which is what
+/// RFC 8785 3.2.2.3 prescribes. Rust's `{:e}` yields the shortest round-tripping digits,
+/// the same digits ECMAScript's algorithm chooses; only the layout differs.
+pub fn format_number(f: f64) -> Result<String, JsonError> {
+    if !f.is_finite() {
+        return Err(JsonError::NumberOutOfRange);
+    }
+    if f == 0.0 {
+        return Ok("0".to_string()); // also -0
+    }
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').ok_or(JsonError::InvalidValue)?;
+    let exp: i32 = exp.parse().map_err(|_| JsonError::InvalidValue)?;
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let k = digits.len() as i32;
+    let n = exp + 1; // value = 0.digits * 10^n
+    let mut s = String::with_capacity(32);
+    if f < 0.0 {
+        s.push('-');
+    }
+    if k <= n && n <= 21 {
+        s.push_str(&digits);
+        s.extend(std::iter::repeat_n('0', (n - k) as usize));
+    } else if 0 < n && n <= 21 {
+        s.push_str(&digits[..n as usize]);
+        s.push('.');
+        s.push_str(&digits[n as usize..]);
+    } else if -6 < n && n <= 0 {
+        s.push_str("0.");
+        s.extend(std::iter::repeat_n('0', (-n) as usize));
+        s.push_str(&digits);
+    } else {
+        s.push_str(&digits[..1]);
+        if k > 1 {
+            s.push('.');
+            s.push_str(&digits[1..]);
+        }
+        s.push('e');
+        s.push(if n - 1 >= 0 { '+' } else { '-' });
+        s.push_str(&(n - 1).abs().to_string());
+    }
+    Ok(s)
+}
+
+/// Parses JSON text (as a client sends it) into the model, with the same refusals as the
+/// term path: duplicate names, integers beyond ±2^53.
+pub fn from_text(text: &[u8]) -> Result<Json, JsonError> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let v = <Json as serde::Deserialize>::deserialize(&mut de).map_err(|e| {
+        let msg = e.to_string();
+        // Our own refusals travel through serde as custom messages.
+        [JsonError::DuplicateKey, JsonError::NumberOutOfRange]
+            .into_iter()
+            .find(|j| msg.starts_with(j.atom_name()))
+            .unwrap_or(JsonError::Syntax)
+    })?;
+    de.end().map_err(|_| JsonError::Syntax)?;
+    Ok(v)
+}
+
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+fn refuse<E: serde::de::Error>(e: JsonError) -> E {
+    E::custom(e.atom_name())
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Json, E> {
+        Ok(Json::Bool(b))
+    }
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Json, E> {
+        Json::int(n as i128).map_err(refuse)
+    }
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Json, E> {
+        Json::int(n as i128).map_err(refuse)
+    }
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Json, E> {
+        Json::float(f).map_err(refuse)
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Json, E> {
+        Ok(Json::Str(s.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Json, E> {
+        Ok(Json::Str(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Json>()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut members = Vec::new();
+        while let Some((k, v)) = map.next_entry::<String, Json>()? {
+            members.push((k, v));
+        }
+        Json::object(members).map_err(refuse)
+    }
+}

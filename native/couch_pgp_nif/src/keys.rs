@@ -1,0 +1,248 @@
+//! Secret keys: generation, persistence, and the in-memory handle Erlang holds.
+//!
+//! A `SecretKey` never leaves Rust. Erlang holds it as a resource; when the last reference
+//! goes, sequoia's `Protected` buffers zero the secret material.
+
+use std::time::{Duration, SystemTime};
+
+use once_cell::sync::OnceCell;
+use sequoia_openpgp as openpgp;
+use openpgp::cert::prelude::*;
+use openpgp::crypto::{KeyPair, Password};
+use openpgp::packet::{key, Key};
+use openpgp::parse::Parse;
+use openpgp::serialize::SerializeInto;
+use openpgp::types::{Features, KeyFlags};
+use openpgp::Profile as PgpProfile;
+
+use crate::certs;
+use crate::error::{classify, Context, Error, Result};
+use crate::policy::POLICY;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    Cv25519,
+    Rsa3072,
+    Rsa4096,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// v4 keys; messages to them use SEIPDv1 (what GnuPG 2.2 and OpenPGP.js read).
+    Rfc4880,
+    /// v6 keys (RFC 9580); messages use SEIPDv2 when every recipient supports it.
+    Rfc9580,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub user_id: Option<String>,
+    pub suite: Suite,
+    pub profile: Profile,
+    pub expires_in: Option<Duration>,
+    /// Only for tests that need keys from the past.
+    pub creation_time: Option<SystemTime>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            user_id: None,
+            suite: Suite::Cv25519,
+            profile: Profile::Rfc4880,
+            expires_in: None,
+            creation_time: None,
+        }
+    }
+}
+
+/// A certificate with its secret parts, and the key pairs derived from it once.
+pub struct SecretKey {
+    cert: Cert,
+    fingerprint: String,
+    signer: Option<KeyPair>,
+    signer_expiry: Option<SystemTime>,
+    decryptors: Vec<KeyPair>,
+    public_armored: OnceCell<Vec<u8>>,
+}
+
+impl SecretKey {
+    pub fn from_cert(cert: Cert) -> Result<SecretKey> {
+        let vc = certs::validate(&cert, None)?;
+        let signing = vc
+            .keys()
+            .secret()
+            .for_signing()
+            .alive()
+            .revoked(false)
+            .next();
+        let (signer, signer_expiry) = match signing {
+            Some(ka) => {
+                let expiry = ka.key_expiration_time();
+                let kp = ka
+                    .key()
+                    .clone()
+                    .into_keypair()
+                    .map_err(|_| Error::BadKey)?;
+                (Some(kp), expiry)
+            }
+            None => (None, None),
+        };
+        // Old encryption subkeys stay usable for decryption after they expire.
+        let mut decryptors = Vec::new();
+        for ka in cert
+            .keys()
+            .with_policy(&*POLICY, None)
+            .secret()
+            .for_transport_encryption()
+            .for_storage_encryption()
+        {
+            if let Ok(kp) = ka.key().clone().into_keypair() {
+                decryptors.push(kp);
+            }
+        }
+        if signer.is_none() && decryptors.is_empty() {
+            return Err(Error::BadKey);
+        }
+        let fingerprint = cert.fingerprint().to_hex();
+        Ok(SecretKey {
+            cert,
+            fingerprint,
+            signer,
+            signer_expiry,
+            decryptors,
+            public_armored: OnceCell::new(),
+        })
+    }
+
+    pub fn cert(&self) -> &Cert {
+        &self.cert
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// A signing key pair, refused once the signing key has expired.
+    pub fn signer(&self) -> Result<KeyPair> {
+        let kp = self.signer.as_ref().ok_or(Error::NoSigningKey)?;
+        if let Some(t) = self.signer_expiry {
+            if t <= SystemTime::now() {
+                return Err(Error::Expired);
+            }
+        }
+        Ok(kp.clone())
+    }
+
+    pub fn decryptors(&self) -> &[KeyPair] {
+        &self.decryptors
+    }
+
+    /// The armored public certificate, serialised once.
+    pub fn public_armored(&self) -> Result<&[u8]> {
+        self.public_armored
+            .get_or_try_init(|| {
+                self.cert
+                    .clone()
+                    .strip_secret_key_material()
+                    .armored()
+                    .to_vec()
+            })
+            .map(|v| v.as_slice())
+            .map_err(|_| Error::Internal)
+    }
+}
+
+pub fn generate(opts: &GenerateOptions) -> Result<SecretKey> {
+    let suite = match opts.suite {
+        Suite::Cv25519 => CipherSuite::Cv25519,
+        Suite::Rsa3072 => CipherSuite::RSA3k,
+        Suite::Rsa4096 => CipherSuite::RSA4k,
+    };
+    let mut builder = CertBuilder::new()
+        .set_cipher_suite(suite)
+        .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())
+        .add_subkey(
+            KeyFlags::empty()
+                .set_transport_encryption()
+                .set_storage_encryption(),
+            None,
+            None,
+        )
+        .set_validity_period(opts.expires_in);
+    builder = match opts.profile {
+        Profile::Rfc4880 => builder
+            .set_profile(PgpProfile::RFC4880)
+            .and_then(|b| b.set_features(Features::empty().set_seipdv1())),
+        Profile::Rfc9580 => builder.set_profile(PgpProfile::RFC9580),
+    }
+    .map_err(|_| Error::Internal)?;
+    if let Some(uid) = &opts.user_id {
+        builder = builder.add_userid(uid.as_str());
+    }
+    if let Some(t) = opts.creation_time {
+        builder = builder.set_creation_time(t);
+    }
+    let (cert, _revocation) = builder.generate().map_err(|e| classify(&e, Context::Other))?;
+    SecretKey::from_cert(cert)
+}
+
+/// The whole key, every secret protected by `passphrase` (sequoia's default S2K), armored.
+pub fn export_secret(key: &SecretKey, passphrase: &[u8]) -> Result<Vec<u8>> {
+    if passphrase.is_empty() {
+        return Err(Error::EmptyPassphrase);
+    }
+    let password = Password::from(passphrase);
+    let mut protected = Vec::new();
+    for ka in key.cert.keys().secret() {
+        let k = ka
+            .key()
+            .clone()
+            .role_into_unspecified()
+            .encrypt_secret(&password)
+            .map_err(|_| Error::Internal)?;
+        protected.push(as_packet(k, ka.primary()));
+    }
+    let (cert, _) = key
+        .cert
+        .clone()
+        .insert_packets(protected)
+        .map_err(|_| Error::Internal)?;
+    let armored = cert.as_tsk().armored().to_vec().map_err(|_| Error::Internal);
+    armored
+}
+
+fn as_packet(k: Key<key::SecretParts, key::UnspecifiedRole>, primary: bool) -> openpgp::Packet {
+    if primary {
+        openpgp::Packet::from(k.role_into_primary())
+    } else {
+        openpgp::Packet::from(k.role_into_subordinate())
+    }
+}
+
+/// Reads a secret key exported by us, GnuPG, sq or OpenPGP.js; protected secrets are
+/// unlocked with `passphrase`, unprotected ones are taken as they are.
+pub fn import_secret(bytes: &[u8], passphrase: &[u8]) -> Result<SecretKey> {
+    if bytes.len() > certs::MAX_CERT_BYTES {
+        return Err(Error::BadKey);
+    }
+    let cert = Cert::from_bytes(bytes).map_err(|e| match classify(&e, Context::Cert) {
+        Error::BadCert => Error::BadKey,
+        other => other,
+    })?;
+    if !cert.is_tsk() {
+        return Err(Error::BadKey);
+    }
+    let password = Password::from(passphrase);
+    let mut unlocked = Vec::new();
+    for ka in cert.keys().secret() {
+        let k = ka.key().clone().role_into_unspecified();
+        if k.has_unencrypted_secret() {
+            continue;
+        }
+        let k = k.decrypt_secret(&password).map_err(|_| Error::BadPassphrase)?;
+        unlocked.push(as_packet(k, ka.primary()));
+    }
+    let (cert, _) = cert.insert_packets(unlocked).map_err(|_| Error::Internal)?;
+    SecretKey::from_cert(cert)
+}

@@ -1,0 +1,15 @@
+//! couch_pgp's native core: OpenPGP through sequoia, and RFC 8785 canonical JSON.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod canonical;
+pub mod certs;
+pub mod decrypt;
+pub mod encrypt;
+pub mod error;
+pub mod keys;
+mod nif;
+pub mod policy;
+pub mod sign;
+pub mod verify;
+
+rustler::init!("couch_pgp_nif");

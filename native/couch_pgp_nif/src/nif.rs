@@ -1,0 +1,430 @@
+//! The NIF boundary: term conversion and thin wrappers over the capability modules.
+//!
+//! Scheduling: every call that does public-key or bulk symmetric work runs on a dirty CPU
+//! scheduler. Measured on the 2-core CI machine (bench/, release build): Cv25519 keygen
+//! ~0.4 ms, encrypt+sign 1 KiB ~0.15 ms, decrypt+verify 1 KiB ~0.2 ms, canonical JSON of a
+//! 4 KiB document ~15 us. Only `fingerprint` and `public_cert` on an in-memory key (a
+//! string copy) and `canonical_json` (microseconds for documents of the size CouchDB
+//! accepts by default, bounded by MAX_DEPTH) stay on normal schedulers... except that a
+//! caller may hand canonical_json a huge term, so it is dirty too; the cost of a dirty
+//! switch (~1-2 us) is small beside the work.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustler::types::tuple::{get_tuple, make_tuple};
+use rustler::{
+    Atom, Binary, Encoder, Env, ListIterator, MapIterator, NifResult, OwnedBinary, Resource,
+    ResourceArc, Term, TermType,
+};
+
+use crate::canonical::{self, Json};
+use crate::certs;
+use crate::decrypt;
+use crate::encrypt::{self, EncryptOptions};
+use crate::error::{Error, JsonError};
+use crate::keys::{self, GenerateOptions, Profile, SecretKey, Suite};
+use crate::sign;
+use crate::verify;
+
+mod atoms {
+    rustler::atoms! {
+        ok,
+        error,
+        undefined,
+        never,
+        null,
+        invalid_json,
+        cv25519,
+        rsa3072,
+        rsa4096,
+        v4,
+        v6,
+    }
+}
+
+pub struct KeyRes(pub SecretKey);
+
+#[rustler::resource_impl]
+impl Resource for KeyRes {}
+
+fn error_term<'a>(env: Env<'a>, e: Error) -> Term<'a> {
+    let reason = match e {
+        Error::InvalidJson(j) => make_tuple(
+            env,
+            &[
+                atoms::invalid_json().encode(env),
+                atom(env, j.atom_name()),
+            ],
+        ),
+        other => atom(env, error_atom_name(other)),
+    };
+    (atoms::error(), reason).encode(env)
+}
+
+fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
+    match Atom::from_str(env, name) {
+        Ok(a) => a.encode(env),
+        Err(_) => atoms::error().encode(env),
+    }
+}
+
+pub fn error_atom_name(e: Error) -> &'static str {
+    match e {
+        Error::BadKey => "bad_key",
+        Error::BadCert => "bad_cert",
+        Error::NoEncryptionKey => "no_encryption_key",
+        Error::NoSigningKey => "no_signing_key",
+        Error::Expired => "expired",
+        Error::NotYetValid => "not_yet_valid",
+        Error::Revoked => "revoked",
+        Error::PolicyRejected => "policy_rejected",
+        Error::NotEncrypted => "not_encrypted",
+        Error::Malformed => "malformed",
+        Error::NoMatchingKey => "no_matching_key",
+        Error::Tampered => "tampered",
+        Error::Unsigned => "unsigned",
+        Error::BadSignature => "bad_signature",
+        Error::UnknownSigner => "unknown_signer",
+        Error::BadPassphrase => "bad_passphrase",
+        Error::EmptyPassphrase => "empty_passphrase",
+        Error::InvalidJson(_) => "invalid_json",
+        Error::Internal => "internal",
+    }
+}
+
+/// A growable Erlang binary that output is written into directly, so a large result is
+/// never held twice (once in a Vec, once in the binary).
+struct BinWriter {
+    bin: OwnedBinary,
+    len: usize,
+}
+
+impl BinWriter {
+    fn with_capacity(cap: usize) -> BinWriter {
+        BinWriter { bin: OwnedBinary::new(cap.max(64)), len: 0 }
+    }
+
+    fn finish(mut self) -> OwnedBinary {
+        if self.len != self.bin.len() {
+            self.bin.realloc_or_copy(self.len);
+        }
+        self.bin
+    }
+}
+
+impl Write for BinWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let need = self.len + data.len();
+        if need > self.bin.len() {
+            let grown = need.max(self.bin.len().saturating_mul(2));
+            self.bin.realloc_or_copy(grown);
+        }
+        self.bin.as_mut_slice()[self.len..need].copy_from_slice(data);
+        self.len = need;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// SAFETY of Send/Sync: an OwnedBinary is plain process-independent memory until released.
+unsafe impl Sync for BinWriter {}
+
+fn ok_binary<'a>(env: Env<'a>, w: BinWriter) -> Term<'a> {
+    (atoms::ok(), w.finish().release(env)).encode(env)
+}
+
+fn binary_term<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+    let mut b = OwnedBinary::new(bytes.len());
+    b.as_mut_slice().copy_from_slice(bytes);
+    b.release(env).encode(env)
+}
+
+fn cert_list(list: ListIterator) -> Result<Vec<Arc<sequoia_openpgp::Cert>>, Error> {
+    let mut out = Vec::new();
+    for t in list {
+        let b: Binary = t.decode().map_err(|_| Error::BadCert)?;
+        out.push(certs::parse(b.as_slice())?);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- keys
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn generate_key<'a>(
+    env: Env<'a>,
+    user_id: Term<'a>,
+    suite: Atom,
+    profile: Atom,
+    expires_in: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let user_id = if user_id.is_atom() {
+        None
+    } else {
+        let b: Binary = user_id.decode()?;
+        Some(std::str::from_utf8(b.as_slice()).map_err(|_| rustler::Error::BadArg)?.to_owned())
+    };
+    let suite = if suite == atoms::cv25519() {
+        Suite::Cv25519
+    } else if suite == atoms::rsa3072() {
+        Suite::Rsa3072
+    } else if suite == atoms::rsa4096() {
+        Suite::Rsa4096
+    } else {
+        return Err(rustler::Error::BadArg);
+    };
+    let profile = if profile == atoms::v4() {
+        Profile::Rfc4880
+    } else if profile == atoms::v6() {
+        Profile::Rfc9580
+    } else {
+        return Err(rustler::Error::BadArg);
+    };
+    let expires_in = if expires_in.is_atom() {
+        None
+    } else {
+        let secs: u64 = expires_in.decode()?;
+        Some(Duration::from_secs(secs))
+    };
+    let opts = GenerateOptions { user_id, suite, profile, expires_in, creation_time: None };
+    Ok(match keys::generate(&opts) {
+        Ok(k) => (atoms::ok(), ResourceArc::new(KeyRes(k))).encode(env),
+        Err(e) => error_term(env, e),
+    })
+}
+
+#[rustler::nif]
+fn public_cert<'a>(env: Env<'a>, key: ResourceArc<KeyRes>) -> Term<'a> {
+    match key.0.public_armored() {
+        Ok(bytes) => (atoms::ok(), binary_term(env, bytes)).encode(env),
+        Err(e) => error_term(env, e),
+    }
+}
+
+#[rustler::nif]
+fn key_fingerprint<'a>(env: Env<'a>, key: ResourceArc<KeyRes>) -> Term<'a> {
+    key.0.fingerprint().encode(env)
+}
+
+/// Parsing an unseen certificate verifies its self-signatures: dirty.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn cert_fingerprint<'a>(env: Env<'a>, cert: Binary<'a>) -> Term<'a> {
+    match certs::parse(cert.as_slice()) {
+        Ok(c) => (atoms::ok(), certs::fingerprint_hex(&c)).encode(env),
+        Err(e) => error_term(env, e),
+    }
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn import_cert<'a>(env: Env<'a>, bytes: Binary<'a>) -> Term<'a> {
+    match certs::import(bytes.as_slice()) {
+        Ok(armored) => (atoms::ok(), binary_term(env, &armored)).encode(env),
+        Err(e) => error_term(env, e),
+    }
+}
+
+/// S2K key derivation is deliberately slow.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn export_secret<'a>(env: Env<'a>, key: ResourceArc<KeyRes>, pass: Binary<'a>) -> Term<'a> {
+    match keys::export_secret(&key.0, pass.as_slice()) {
+        Ok(armored) => (atoms::ok(), binary_term(env, &armored)).encode(env),
+        Err(e) => error_term(env, e),
+    }
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn import_secret<'a>(env: Env<'a>, bytes: Binary<'a>, pass: Binary<'a>) -> Term<'a> {
+    match keys::import_secret(bytes.as_slice(), pass.as_slice()) {
+        Ok(k) => (atoms::ok(), ResourceArc::new(KeyRes(k))).encode(env),
+        Err(e) => error_term(env, e),
+    }
+}
+
+// ---------------------------------------------------------------- messages
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn encrypt<'a>(
+    env: Env<'a>,
+    plain: Binary<'a>,
+    recipients: ListIterator<'a>,
+    sign_with: Term<'a>,
+    armor: bool,
+) -> NifResult<Term<'a>> {
+    let signer: Option<ResourceArc<KeyRes>> =
+        if sign_with.is_atom() { None } else { Some(sign_with.decode()?) };
+    let certs = match cert_list(recipients) {
+        Ok(c) => c,
+        Err(e) => return Ok(error_term(env, e)),
+    };
+    let refs: Vec<&sequoia_openpgp::Cert> = certs.iter().map(|c| &**c).collect();
+    let opts = EncryptOptions { sign_with: signer.as_ref().map(|k| &k.0), armor };
+    let estimate = if armor { plain.len() / 3 * 4 + plain.len() / 32 + 1024 } else { plain.len() + 512 };
+    let mut out = BinWriter::with_capacity(estimate);
+    Ok(match encrypt::encrypt(plain.as_slice(), &refs, &opts, &mut out) {
+        Ok(()) => ok_binary(env, out),
+        Err(e) => error_term(env, e),
+    })
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn decrypt<'a>(
+    env: Env<'a>,
+    msg: Binary<'a>,
+    key: ResourceArc<KeyRes>,
+    verify_with: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let expected = if verify_with.is_atom() {
+        None
+    } else {
+        match cert_list(verify_with.decode()?) {
+            Ok(c) => Some(c),
+            Err(e) => return Ok(error_term(env, e)),
+        }
+    };
+    let mut out = BinWriter::with_capacity(msg.len());
+    Ok(match decrypt::decrypt(msg.as_slice(), &key.0, expected.as_deref(), &mut out) {
+        Ok(signers) => {
+            let plain = out.finish().release(env);
+            (atoms::ok(), plain, signers).encode(env)
+        }
+        Err(e) => error_term(env, e),
+    })
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn sign<'a>(env: Env<'a>, data: Binary<'a>, key: ResourceArc<KeyRes>, armor: bool) -> Term<'a> {
+    let mut out = BinWriter::with_capacity(512);
+    match sign::sign_detached(data.as_slice(), &key.0, armor, &mut out) {
+        Ok(()) => ok_binary(env, out),
+        Err(e) => error_term(env, e),
+    }
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn verify<'a>(
+    env: Env<'a>,
+    data: Binary<'a>,
+    sig: Binary<'a>,
+    certs: ListIterator<'a>,
+) -> Term<'a> {
+    let certs = match cert_list(certs) {
+        Ok(c) => c,
+        Err(e) => return error_term(env, e),
+    };
+    match verify::verify_detached(data.as_slice(), sig.as_slice(), &certs) {
+        Ok(fpr) => (atoms::ok(), fpr).encode(env),
+        Err(e) => error_term(env, e),
+    }
+}
+
+// ---------------------------------------------------------------- JSON
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn canonical_json<'a>(env: Env<'a>, value: Term<'a>) -> Term<'a> {
+    match term_to_json(value, 0).and_then(|j| canonical::canonicalize(&j)) {
+        Ok(bytes) => (atoms::ok(), binary_term(env, &bytes)).encode(env),
+        Err(e) => error_term(env, Error::InvalidJson(e)),
+    }
+}
+
+/// JSON text to EJSON (`{[{Key, Value}]}` objects, binaries, numbers, atoms), for users
+/// and tests outside CouchDB, where jiffy is not at hand.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn json_decode<'a>(env: Env<'a>, text: Binary<'a>) -> Term<'a> {
+    match canonical::from_text(text.as_slice()) {
+        Ok(j) => (atoms::ok(), json_to_term(env, &j)).encode(env),
+        Err(e) => error_term(env, Error::InvalidJson(e)),
+    }
+}
+
+fn key_string(t: Term) -> Result<String, JsonError> {
+    match t.get_type() {
+        TermType::Binary => binary_string(t),
+        TermType::Atom => t.atom_to_string().map_err(|_| JsonError::InvalidValue),
+        _ => Err(JsonError::InvalidValue),
+    }
+}
+
+fn binary_string(t: Term) -> Result<String, JsonError> {
+    let b: Binary = t.decode().map_err(|_| JsonError::InvalidValue)?;
+    std::str::from_utf8(b.as_slice())
+        .map(str::to_owned)
+        .map_err(|_| JsonError::InvalidUtf8)
+}
+
+fn term_to_json(t: Term, depth: usize) -> Result<Json, JsonError> {
+    if depth > canonical::MAX_DEPTH {
+        return Err(JsonError::InvalidValue);
+    }
+    match t.get_type() {
+        TermType::Atom => match t.atom_to_string().map_err(|_| JsonError::InvalidValue)?.as_str() {
+            "null" => Ok(Json::Null),
+            "true" => Ok(Json::Bool(true)),
+            "false" => Ok(Json::Bool(false)),
+            _ => Err(JsonError::InvalidValue),
+        },
+        TermType::Binary => Ok(Json::Str(binary_string(t)?)),
+        TermType::Integer => match t.decode::<i64>() {
+            Ok(n) => Json::int(n as i128),
+            Err(_) => Err(JsonError::NumberOutOfRange),
+        },
+        TermType::Float => Json::float(t.decode::<f64>().map_err(|_| JsonError::InvalidValue)?),
+        TermType::List => {
+            let items: ListIterator = t.decode().map_err(|_| JsonError::InvalidValue)?;
+            items.map(|i| term_to_json(i, depth + 1)).collect::<Result<_, _>>().map(Json::Array)
+        }
+        TermType::Tuple => {
+            // EJSON object: {[{Key, Value}, ...]}
+            let outer = get_tuple(t).map_err(|_| JsonError::InvalidValue)?;
+            if outer.len() != 1 {
+                return Err(JsonError::InvalidValue);
+            }
+            let pairs: ListIterator = outer[0].decode().map_err(|_| JsonError::InvalidValue)?;
+            let mut members = Vec::new();
+            for p in pairs {
+                let kv = get_tuple(p).map_err(|_| JsonError::InvalidValue)?;
+                if kv.len() != 2 {
+                    return Err(JsonError::InvalidValue);
+                }
+                members.push((key_string(kv[0])?, term_to_json(kv[1], depth + 1)?));
+            }
+            Json::object(members)
+        }
+        TermType::Map => {
+            let iter = MapIterator::new(t).ok_or(JsonError::InvalidValue)?;
+            let mut members = Vec::new();
+            for (k, v) in iter {
+                members.push((key_string(k)?, term_to_json(v, depth + 1)?));
+            }
+            // Distinct map keys can still collide as JSON names (an atom and a binary).
+            Json::object(members)
+        }
+        _ => Err(JsonError::InvalidValue),
+    }
+}
+
+fn json_to_term<'a>(env: Env<'a>, j: &Json) -> Term<'a> {
+    match j {
+        Json::Null => atoms::null().encode(env),
+        Json::Bool(b) => b.encode(env),
+        Json::Int(n) => n.encode(env),
+        Json::Float(f) => f.encode(env),
+        Json::Str(s) => s.as_str().encode(env),
+        Json::Array(items) => {
+            let terms: Vec<Term> = items.iter().map(|i| json_to_term(env, i)).collect();
+            terms.encode(env)
+        }
+        Json::Object(members) => {
+            let pairs: Vec<Term> = members
+                .iter()
+                .map(|(k, v)| make_tuple(env, &[k.as_str().encode(env), json_to_term(env, v)]))
+                .collect();
+            make_tuple(env, &[pairs.encode(env)])
+        }
+    }
+}

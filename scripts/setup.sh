@@ -1,0 +1,32 @@
+#!/bin/sh
+# Installs everything couch_pgp needs on a Debian 12 machine that has only Rust:
+# Erlang/OTP 25 and rebar3, the C libraries sequoia builds against, the interop peers
+# (gpg, sqop, sq, gosop) and Node packages for the OpenPGP.js tests. Safe to run again.
+set -eu
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+PACKAGES="erlang-nox erlang-dev erlang-src erlang-eunit erlang-tools erlang-crypto \
+  erlang-dialyzer erlang-proper rebar3 \
+  nettle-dev libgmp-dev libclang-dev clang pkg-config libssl-dev \
+  gnupg sqop sq gosop nodejs npm make"
+
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+# Node packages (OpenPGP.js) for interop tests and benchmarks, exactly as locked.
+for dir in test/interop/openpgpjs; do
+    if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
+        (cd "$dir" && npm ci --silent --no-audit --no-fund)
+    fi
+done
+echo "setup: done"
