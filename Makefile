@@ -11,7 +11,7 @@ demo: setup build
 	erl -noshell -pa _build/default/lib/couch_pgp/ebin -s couch_pgp_demo main -s init stop
 
 test-rust:
-	cd native/couch_pgp_nif && cargo test --release --locked
+	cd native/couch_pgp_nif && cargo test --release --locked --no-default-features --features crypto-nettle
 
 test-erlang: build
 	rebar3 eunit

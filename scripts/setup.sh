@@ -24,7 +24,7 @@ if [ -n "$missing" ]; then
 fi
 
 # Node packages (OpenPGP.js) for interop tests and benchmarks, exactly as locked.
-for dir in test/interop/openpgpjs; do
+for dir in test/interop/openpgpjs bench/openpgpjs; do
     if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
         (cd "$dir" && npm ci --silent --no-audit --no-fund)
     fi

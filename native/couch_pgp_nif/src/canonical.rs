@@ -134,8 +134,11 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
 }
 
 /// ECMAScript Number::toString (ECMA-262 7.1.12.1) for a finite double, which is what
-/// RFC 8785 3.2.2.3 prescribes. Rust's `{:e}` yields the shortest round-tripping digits,
-/// the same digits ECMAScript's algorithm chooses; only the layout differs.
+/// RFC 8785 3.2.2.3 prescribes: the fewest digits that round-trip and, among those, the
+/// ones closest to the exact value, ties to even. Rust's `{:e}` finds the fewest digits but
+/// may pick a different candidate on a tie (0x43143ff3c1cb0959 is exactly
+/// 1424953923781206.25: Rust's shortest says ...06.3, ECMAScript ...06.2), so the digits are
+/// re-derived by exact rounding at that length, kept only if they still round-trip.
 pub fn format_number(f: f64) -> Result<String, JsonError> {
     if !f.is_finite() {
         return Err(JsonError::NumberOutOfRange);
@@ -143,7 +146,10 @@ pub fn format_number(f: f64) -> Result<String, JsonError> {
     if f == 0.0 {
         return Ok("0".to_string()); // also -0
     }
-    let sci = format!("{:e}", f.abs());
+    let shortest = format!("{:e}", f.abs());
+    let k = shortest.split_once('e').map_or(0, |(m, _)| m.chars().filter(|c| *c != '.').count());
+    let exact = format!("{:.*e}", k.saturating_sub(1), f.abs());
+    let sci = if exact.parse::<f64>() == Ok(f.abs()) { exact } else { shortest };
     let (mantissa, exp) = sci.split_once('e').ok_or(JsonError::InvalidValue)?;
     let exp: i32 = exp.parse().map_err(|_| JsonError::InvalidValue)?;
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
@@ -182,12 +188,20 @@ pub fn format_number(f: f64) -> Result<String, JsonError> {
 pub fn from_text(text: &[u8]) -> Result<Json, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(text);
     let v = <Json as serde::Deserialize>::deserialize(&mut de).map_err(|e| {
+        // Our own refusals travel through serde as custom messages; serde_json's own
+        // messages are matched for the two refusals it makes before we see a value.
         let msg = e.to_string();
-        // Our own refusals travel through serde as custom messages.
-        [JsonError::DuplicateKey, JsonError::NumberOutOfRange]
-            .into_iter()
-            .find(|j| msg.starts_with(j.atom_name()))
-            .unwrap_or(JsonError::Syntax)
+        if msg.starts_with(JsonError::DuplicateKey.atom_name()) {
+            JsonError::DuplicateKey
+        } else if msg.starts_with(JsonError::NumberOutOfRange.atom_name())
+            || msg.starts_with("number out of range")
+        {
+            JsonError::NumberOutOfRange
+        } else if msg.contains("surrogate") || msg.contains("end of hex escape") {
+            JsonError::InvalidUtf8
+        } else {
+            JsonError::Syntax
+        }
     })?;
     de.end().map_err(|_| JsonError::Syntax)?;
     Ok(v)

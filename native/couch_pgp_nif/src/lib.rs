@@ -7,9 +7,11 @@ pub mod decrypt;
 pub mod encrypt;
 pub mod error;
 pub mod keys;
+#[cfg(feature = "nif")]
 mod nif;
 pub mod policy;
 pub mod sign;
 pub mod verify;
 
+#[cfg(feature = "nif")]
 rustler::init!("couch_pgp_nif");
