@@ -22,8 +22,11 @@ pub enum Json {
 
 pub const MAX_SAFE_INTEGER: i64 = 9_007_199_254_740_992; // 2^53
 
-/// Deepest nesting accepted; deeper input is refused rather than risking the stack.
-pub const MAX_DEPTH: usize = 512;
+/// Deepest nesting accepted; deeper input is refused. The conversions recurse, and NIFs run
+/// on dirty scheduler threads whose stacks are small (320 KB by default): measured at about
+/// 1.2 KB of stack per level, 300 levels overflowed it and took the VM down. 64 levels keep
+/// every path under a third of that stack; CouchDB documents are far flatter.
+pub const MAX_DEPTH: usize = 64;
 
 impl Json {
     pub fn int(n: i128) -> Result<Json, JsonError> {
@@ -186,6 +189,9 @@ pub fn format_number(f: f64) -> Result<String, JsonError> {
 /// Parses JSON text (as a client sends it) into the model, with the same refusals as the
 /// term path: duplicate names, integers beyond ±2^53.
 pub fn from_text(text: &[u8]) -> Result<Json, JsonError> {
+    if nesting_exceeds(text, MAX_DEPTH) {
+        return Err(JsonError::InvalidValue);
+    }
     let mut de = serde_json::Deserializer::from_slice(text);
     let v = <Json as serde::Deserialize>::deserialize(&mut de).map_err(|e| {
         // Our own refusals travel through serde as custom messages; serde_json's own
@@ -260,4 +266,33 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
         }
         Json::object(members).map_err(refuse)
     }
+}
+
+/// Whether JSON text nests arrays/objects deeper than `max`, found without recursion so that
+/// the recursive parser only ever sees input it can finish.
+fn nesting_exceeds(text: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
