@@ -153,6 +153,9 @@ impl SecretKey {
     }
 }
 
+/// How far sequoia's `CertBuilder` backdates a new key when no creation time is given.
+const BACKDATE_SECS: u64 = 60;
+
 pub fn generate(opts: &GenerateOptions) -> Result<SecretKey> {
     let suite = match opts.suite {
         Suite::Cv25519 => CipherSuite::Cv25519,
@@ -169,7 +172,13 @@ pub fn generate(opts: &GenerateOptions) -> Result<SecretKey> {
             None,
             None,
         )
-        .set_validity_period(opts.expires_in);
+        // Sequoia backdates creation by a minute (room for later self-signature updates);
+        // the validity counts from creation, so add that minute back: `expires_in` means
+        // from now.
+        .set_validity_period(opts.expires_in.map(|d| match opts.creation_time {
+            Some(_) => d,
+            None => d + Duration::from_secs(BACKDATE_SECS),
+        }));
     builder = match opts.profile {
         Profile::Rfc4880 => builder
             .set_profile(PgpProfile::RFC4880)

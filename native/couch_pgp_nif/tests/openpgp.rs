@@ -213,3 +213,19 @@ fn import_cert_drops_secrets_and_cache_is_exact() {
     let b = certs::parse(&imported).expect("b");
     assert!(Arc::ptr_eq(&a, &b), "second parse of the same bytes comes from the cache");
 }
+
+#[test]
+fn expiry_counts_from_now() {
+    let k = keys::generate(&GenerateOptions {
+        expires_in: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    })
+    .expect("keygen");
+    let vc = k.cert().with_policy(&*couch_pgp_nif::policy::POLICY, None).expect("valid");
+    let expiry = vc.primary_key().key_expiration_time().expect("has expiry");
+    let left = expiry.duration_since(SystemTime::now()).expect("in the future").as_secs();
+    assert!((3595..=3600).contains(&left), "expires in {left} s");
+    assert!(keys::generate(&GenerateOptions::default()).expect("k").cert()
+        .with_policy(&*couch_pgp_nif::policy::POLICY, None).expect("valid")
+        .primary_key().key_expiration_time().is_none());
+}
