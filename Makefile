@@ -8,7 +8,9 @@ build:
 	rebar3 compile
 
 demo: setup build
-	erl -noshell -pa _build/default/lib/couch_pgp/ebin -s couch_pgp_demo main -s init stop
+	mkdir -p _build/examples
+	erlc -o _build/examples examples/seed_workflow.erl
+	erl -noshell -pa _build/default/lib/couch_pgp/ebin -pa _build/examples -s seed_workflow main -s init stop
 
 test-rust:
 	cd native/couch_pgp_nif && cargo test --release --locked --no-default-features --features crypto-nettle

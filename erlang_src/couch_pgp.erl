@@ -21,6 +21,7 @@
 %% <li>`{invalid_json, duplicate_key | number_out_of_range | invalid_utf8 | invalid_value |
 %%     syntax}'</li>
 %% <li>`{attachment_content_missing, Name}', `malformed_signatures' (documents)</li>
+%% <li>`too_large' the plaintext exceeds `max_size'</li>
 %% <li>`internal' never expected; reported instead of crashing</li>
 %% </ul>
 %%
@@ -63,7 +64,7 @@
     | no_matching_key | tampered | unsigned | bad_signature | unknown_signer
     | bad_passphrase | empty_passphrase
     | {invalid_json, duplicate_key | number_out_of_range | invalid_utf8 | invalid_value | syntax}
-    | {attachment_content_missing, binary()} | malformed_signatures | internal.
+    | {attachment_content_missing, binary()} | malformed_signatures | too_large | internal.
 
 -type generate_opts() :: #{
     user_id => binary(),
@@ -72,7 +73,9 @@
     expires_in => pos_integer() | never
 }.
 -type encrypt_opts() :: #{sign_with => key(), armor => boolean()}.
--type decrypt_opts() :: #{verify_with => [cert()]}.
+-type decrypt_opts() :: #{verify_with => [cert()], max_size => non_neg_integer()}.
+
+-define(DEFAULT_MAX_PLAINTEXT, 64 * 1024 * 1024).
 -type sign_opts() :: #{armor => boolean()}.
 
 %% ----------------------------------------------------------------- keys
@@ -162,14 +165,18 @@ encrypt(_, _, _) ->
 %% @doc Decrypts a message encrypted to `Key'. With `verify_with => Certs' a good signature
 %% by one of them is required: unsigned is `{error, unsigned}', signed by others
 %% `{error, unknown_signer}'. Returns the verified signers' fingerprints (`[]' without
-%% `verify_with').
+%% `verify_with'). Plaintext larger than `max_size' bytes (default 64 MiB; messages may be
+%% compressed, so a small message can expand a thousandfold) is `{error, too_large}'.
 -spec decrypt(binary(), key(), decrypt_opts()) ->
     {ok, binary(), [fingerprint()]} | {error, reason()}.
 decrypt(Msg, Key, Opts) when is_binary(Msg), is_reference(Key), is_map(Opts) ->
-    check_opts(Opts, #{verify_with => fun(Cs) -> is_list(Cs) andalso Cs =/= [] end}),
+    check_opts(Opts, #{
+        verify_with => fun(Cs) -> is_list(Cs) andalso Cs =/= [] end,
+        max_size => fun(N) -> is_integer(N) andalso N >= 0 end
+    }),
     VerifyWith = maps:get(verify_with, Opts, undefined),
     VerifyWith =:= undefined orelse check_certs(VerifyWith),
-    couch_pgp_nif:decrypt(Msg, Key, VerifyWith);
+    couch_pgp_nif:decrypt(Msg, Key, VerifyWith, maps:get(max_size, Opts, ?DEFAULT_MAX_PLAINTEXT));
 decrypt(_, _, _) ->
     erlang:error(badarg).
 

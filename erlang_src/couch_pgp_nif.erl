@@ -12,7 +12,7 @@
     export_secret/2,
     import_secret/2,
     encrypt/4,
-    decrypt/3,
+    decrypt/4,
     sign/3,
     verify/3,
     canonical_json/1,
@@ -50,8 +50,8 @@ export_secret(_Key, _Passphrase) -> ?NOT_LOADED.
 import_secret(_Bytes, _Passphrase) -> ?NOT_LOADED.
 -spec encrypt(binary(), [binary()], reference() | undefined, boolean()) -> term().
 encrypt(_Plain, _Certs, _SignWith, _Armor) -> ?NOT_LOADED.
--spec decrypt(binary(), reference(), [binary()] | undefined) -> term().
-decrypt(_Msg, _Key, _VerifyWith) -> ?NOT_LOADED.
+-spec decrypt(binary(), reference(), [binary()] | undefined, non_neg_integer()) -> term().
+decrypt(_Msg, _Key, _VerifyWith, _MaxSize) -> ?NOT_LOADED.
 -spec sign(binary(), reference(), boolean()) -> term().
 sign(_Data, _Key, _Armor) -> ?NOT_LOADED.
 -spec verify(binary(), binary(), [binary()]) -> term().

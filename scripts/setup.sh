@@ -9,9 +9,11 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 PACKAGES="erlang-nox erlang-dev erlang-src erlang-eunit erlang-tools erlang-crypto \
-  erlang-dialyzer erlang-proper rebar3 \
+  erlang-dialyzer erlang-proper erlang-proper-dev rebar3 \
   nettle-dev libgmp-dev libclang-dev clang pkg-config libssl-dev \
-  gnupg sqop sq gosop nodejs npm make"
+  gnupg sqop sq gosop make"
+# Node.js: the machine's own (v20 here) if present; Debian's otherwise.
+command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
 
 missing=""
 for p in $PACKAGES; do

@@ -15,6 +15,9 @@
 
 %% ================================================================= per-peer round trips
 
+%% gpg compresses what it encrypts (ZIP to our certs, which state no compression
+%% preference; ZLIB to its own keys). These tests first found the NIF built without
+%% compression support, failing every default gpg message with {error, tampered}.
 gpg_test_() ->
     peer_tests(gpg).
 
@@ -49,6 +52,10 @@ peer_tests(Peer) ->
 
 peer_extra_tests(gpg, Ctx) ->
     [
+        test("gpg messages compressed with ZIP and ZLIB decrypt here",
+            fun() -> gpg_compressed_messages(Ctx) end),
+        test("a gpg compression bomb is refused as too_large",
+            fun() -> gpg_compression_bomb(Ctx) end),
         test("gpg-signed message checked against another cert is unknown_signer",
             fun() -> gpg_signed_by_other_is_unknown_signer(Ctx) end),
         test("gpg-encrypted unsigned message with verify_with is unsigned",
@@ -63,8 +70,8 @@ peer_reads_ours(#{peer_cert := PeerCert, us := Us, us_fpr := UsFpr} = Ctx, Armor
         fun({Label, Plain}) ->
             {ok, Msg} = couch_pgp:encrypt(Plain, [PeerCert], #{sign_with => Us, armor => Armor}),
             ?assertEqual({Label, Armor}, {Label, is_armored_message(Msg)}),
-            ?assertEqual({Label, Plain, [UsFpr]},
-                erlang:insert_element(1, peer_decrypt(Ctx, write(Ctx, "msg", Msg), us), Label))
+            {Got, Signers} = peer_decrypt(Ctx, write(Ctx, "msg", Msg), us),
+            ?assertEqual({Label, Plain, [UsFpr]}, {Label, Got, Signers})
         end,
         payloads()).
 
@@ -115,24 +122,44 @@ peer_secret_key_works_here(#{peer_cert := PeerCert, peer_fpr := PeerFpr} = Ctx) 
     {ok, Sig} = couch_pgp:sign(Plain, Key),
     ?assertEqual([PeerFpr], peer_verify(Ctx, Plain, Sig, self)).
 
-%% 6d. Signed by the gpg key, but the caller expects someone else.
-gpg_signed_by_other_is_unknown_signer(#{peer_cert := PeerCert, us := Us, other_cert := Other} = Ctx) ->
+%% RFC 9580 says implementations SHOULD decompress ZLIB and ZIP, and gpg 2.2 picks one of
+%% them for almost every message; uncompressed is the control that shows the rest works.
+gpg_compressed_messages(#{us := Us, us_fpr := UsFpr} = Ctx) ->
+    Plain = non_ascii(),
+    lists:foreach(
+        fun(Algo) ->
+            Msg = gpg_encrypt(Ctx, Plain, UsFpr, ["--compress-algo", Algo]),
+            ?assertEqual({Algo, {ok, Plain, []}}, {Algo, couch_pgp:decrypt(Msg, Us, #{})})
+        end,
+        ["none", "zip", "zlib"]).
+
+%% 80 MiB of zeros compress to about 80 KiB: without a limit, a small request could make
+%% the server allocate any amount of memory.
+gpg_compression_bomb(#{us := Us, us_fpr := UsFpr} = Ctx) ->
+    Size = 80 * 1024 * 1024,
+    Msg = gpg_encrypt(Ctx, <<0:Size/unit:8>>, UsFpr, ["--compress-algo", "zlib", "-z", "9"]),
+    ?assert(byte_size(Msg) < 1024 * 1024),
+    ?assertEqual({error, too_large}, couch_pgp:decrypt(Msg, Us, #{})),
+    ?assertEqual({error, too_large}, couch_pgp:decrypt(Msg, Us, #{max_size => Size - 1})),
+    {ok, Plain, []} = couch_pgp:decrypt(Msg, Us, #{max_size => Size}),
+    ?assertEqual(Size, byte_size(Plain)).
+
+%% 6d. Signed by the gpg key, but the caller expects someone else. Uncompressed, so that
+%% this checks signer handling and not decompression (covered above).
+gpg_signed_by_other_is_unknown_signer(#{peer_cert := PeerCert, peer_fpr := PeerFpr, us := Us,
+        us_fpr := UsFpr, other_cert := Other} = Ctx) ->
     Plain = <<"signed by gpg">>,
-    Msg = peer_encrypt(Ctx, Plain, us, true),
+    Msg = gpg_encrypt(Ctx, Plain, UsFpr,
+        ["--compress-algo", "none", "--sign", "--local-user", binary_to_list(PeerFpr)]),
     % The message itself is fine: only the expected signer differs.
-    ?assertEqual({ok, Plain, [peer_fpr(Ctx)]},
-        couch_pgp:decrypt(Msg, Us, #{verify_with => [PeerCert]})),
+    ?assertEqual({ok, Plain, [PeerFpr]}, couch_pgp:decrypt(Msg, Us, #{verify_with => [PeerCert]})),
     ?assertEqual({error, unknown_signer}, couch_pgp:decrypt(Msg, Us, #{verify_with => [Other]})).
 
-%% 6e. Encrypted by gpg without a signature, while the caller requires one.
-gpg_unsigned_is_unsigned(#{home := Home, peer_cert := PeerCert, us := Us, us_fpr := UsFpr} = Ctx) ->
+%% 6e. Encrypted by gpg without a signature, while the caller requires one. Uncompressed
+%% for the same reason as 6d.
+gpg_unsigned_is_unsigned(#{peer_cert := PeerCert, us := Us, us_fpr := UsFpr} = Ctx) ->
     Plain = <<"not signed">>,
-    In = write(Ctx, "plain", Plain),
-    Out = file(Ctx, "msg.asc"),
-    _ = couch_pgp_peer:gpg_ok(Home,
-        ["--trust-model", "always", "--recipient", UsFpr, "--armor", "--output", Out,
-            "--encrypt", In], #{}),
-    Msg = read(Out),
+    Msg = gpg_encrypt(Ctx, Plain, UsFpr, ["--compress-algo", "none"]),
     ?assertEqual({ok, Plain, []}, couch_pgp:decrypt(Msg, Us, #{})),
     ?assertEqual({error, unsigned}, couch_pgp:decrypt(Msg, Us, #{verify_with => [PeerCert]})).
 
@@ -142,17 +169,16 @@ gpg_unsigned_is_unsigned(#{home := Home, peer_cert := PeerCert, us := Us, us_fpr
 %% nor SEIPDv2: a v4 key and a SEIPDv1 (MDC) packet with AES-256.
 gpg_reads_our_default_profile_test_() ->
     fixture("gpg 2.2 imports our default key and reads its v4/SEIPDv1 messages",
-        fun(#{dir := Dir} = Ctx) ->
-            Home = couch_pgp_peer:gpg_home(Dir),
-            PassFile = write(Ctx, "pass", ?PASS),
+        fun(#{dir := Dir} = Ctx0) ->
+            PassFile = write(Ctx0, "pass", ?PASS),
+            Ctx = Ctx0#{peer => gpg, home => couch_pgp_peer:gpg_home(Dir), pass_file => PassFile},
             {ok, Us} = couch_pgp:generate_key(#{user_id => <<"Us <us@example.org>">>}),
             UsFpr = couch_pgp:fingerprint(Us),
             {ok, Secret} = couch_pgp:export_secret(Us, ?PASS),
-            _ = couch_pgp_peer:gpg_ok(Home,
-                ["--passphrase-file", PassFile, "--import", write(Ctx, "us.sec", Secret)], #{}),
+            _ = gpg_ok(Ctx,
+                ["--passphrase-file", PassFile, "--import", write(Ctx, "us.sec", Secret)]),
             Cert = couch_pgp:public_cert(Us),
-            CertDump = couch_pgp_peer:gpg_ok(Home,
-                ["--list-packets", write(Ctx, "us.asc", Cert)], #{}),
+            CertDump = gpg_ok(Ctx, ["--list-packets", write(Ctx, "us.asc", Cert)]),
             % v4 Ed25519 (algo 22) primary, v4 ECDH (algo 18) subkey.
             ?assertMatch({match, _},
                 re:run(CertDump, ":public key packet:\n\tversion 4, algo 22,")),
@@ -163,9 +189,9 @@ gpg_reads_our_default_profile_test_() ->
             {ok, Msg} = couch_pgp:encrypt(Plain, [Cert], #{sign_with => Us}),
             MsgFile = write(Ctx, "msg.asc", Msg),
             Status = file(Ctx, "status"),
-            Dump = couch_pgp_peer:gpg_ok(Home,
+            Dump = gpg_ok(Ctx,
                 ["--passphrase-file", PassFile, "--status-file", Status,
-                    "--list-packets", MsgFile], #{}),
+                    "--list-packets", MsgFile]),
             % Tag 18 with an MDC is SEIPDv1; gpg 2.2 would show SEIPDv2 otherwise.
             ?assertMatch({match, _},
                 re:run(Dump, "tag=18 [^\n]*\n:encrypted data packet:\n\tlength: [^\n]*\n"
@@ -175,42 +201,51 @@ gpg_reads_our_default_profile_test_() ->
             ?assertEqual([[<<"DECRYPTION_INFO">>, <<"2">>, <<"9">>, <<"0">>]],
                 [L || [<<"DECRYPTION_INFO">> | _] = L <- gpg_status(Status)]),
 
-            ?assertEqual({non_ascii(), [UsFpr]}, peer_decrypt(Ctx#{peer => gpg, home => Home,
-                pass_file => PassFile}, MsgFile, us))
+            ?assertEqual({non_ascii(), [UsFpr]}, peer_decrypt(Ctx, MsgFile, us))
         end).
 
 %% ================================================================= 6. peer-made negatives
 
-%% 6a. An inline-signed (never encrypted) message is refused as such, in each of sqop's
-%% three encodings.
+%% 6a. An inline-signed (never encrypted) message is refused as such, armored and binary.
 sqop_inline_signed_is_not_encrypted_test_() ->
     fixture("sqop inline-signed message into decrypt is not_encrypted",
-        fun(Ctx) ->
-            KeyFile = write(Ctx, "sqop.key",
-                couch_pgp_peer:sqop_ok(["generate-key", "Signer <signer@example.org>"], #{})),
-            CertFile = file(Ctx, "sqop.cert"),
-            _ = couch_pgp_peer:sqop_ok(["extract-cert"], #{stdin => KeyFile, stdout => CertFile}),
-            {ok, Us} = couch_pgp:generate_key(#{}),
-            Plain = write(Ctx, "plain", <<"only signed\n">>),
-            lists:foreach(
-                fun(Args) ->
-                    Out = file(Ctx, "signed"),
-                    _ = couch_pgp_peer:sqop_ok(["inline-sign" | Args] ++ [KeyFile],
-                        #{stdin => Plain, stdout => Out}),
-                    Msg = read(Out),
-                    ?assertEqual({Args, {error, not_encrypted}},
-                        {Args, couch_pgp:decrypt(Msg, Us, #{})}),
-                    ?assertEqual({Args, {error, not_encrypted}},
-                        {Args, couch_pgp:decrypt(Msg, Us, #{verify_with => [read(CertFile)]})})
-                end,
-                [[], ["--no-armor"], ["--as", "clearsigned"]])
-        end).
+        fun(Ctx) -> sqop_signed_is_not_encrypted(Ctx, [[], ["--no-armor"]]) end).
+
+%% The same for the Cleartext Signature Framework, which is OpenPGP data too (RFC 9580
+%% section 7), so the documented reason is not_encrypted rather than malformed.
+%% EXPECTATION NOT MET BY THE CORE at the time of writing: it returns {error, malformed}.
+sqop_cleartext_signed_is_not_encrypted_test_() ->
+    fixture("sqop cleartext-signed message into decrypt is not_encrypted",
+        fun(Ctx) -> sqop_signed_is_not_encrypted(Ctx, [["--as", "clearsigned"]]) end).
+
+sqop_signed_is_not_encrypted(Ctx, Variants) ->
+    KeyFile = write(Ctx, "sqop.key",
+        sqop_ok(Ctx, ["generate-key", "Signer <signer@example.org>"], #{})),
+    CertFile = file(Ctx, "sqop.cert"),
+    _ = sqop_ok(Ctx, ["extract-cert"], #{stdin => KeyFile, stdout => CertFile}),
+    {ok, Us} = couch_pgp:generate_key(#{}),
+    Plain = write(Ctx, "plain", <<"only signed\n">>),
+    lists:foreach(
+        fun(Args) ->
+            Out = file(Ctx, "signed"),
+            _ = sqop_ok(Ctx, ["inline-sign" | Args] ++ [KeyFile],
+                #{stdin => Plain, stdout => Out}),
+            Msg = read(Out),
+            % The peer itself accepts what it made, so the refusal is about its kind.
+            _ = sqop_ok(Ctx, ["inline-verify", CertFile], #{stdin => Out}),
+            ?assertEqual({Args, {error, not_encrypted}},
+                {Args, couch_pgp:decrypt(Msg, Us, #{})}),
+            ?assertEqual({Args, {error, not_encrypted}},
+                {Args, couch_pgp:decrypt(Msg, Us, #{verify_with => [read(CertFile)]})})
+        end,
+        Variants).
 
 %% 6b. A key that expired long ago (made with gpg's clock set to 2020, valid for a day).
 gpg_expired_key_test_() ->
     fixture("gpg key that expired in 2020 is expired for import_cert and encrypt",
         fun(#{dir := Dir} = Ctx0) ->
-            Ctx = Ctx0#{home => couch_pgp_peer:gpg_home(Dir), pass_file => write(Ctx0, "pass", ?PASS)},
+            Ctx = Ctx0#{home => couch_pgp_peer:gpg_home(Dir),
+                pass_file => write(Ctx0, "pass", ?PASS)},
             Fpr = gpg_new_key(Ctx, "Old <old@example.org>", "1d",
                 ["--faked-system-time", "20200101T000000"]),
             Cert = gpg_export(Ctx, Fpr),
@@ -228,13 +263,15 @@ gpg_revoked_key_test_() ->
             Ctx = Ctx0#{home => Home, pass_file => write(Ctx0, "pass", ?PASS)},
             Fpr = gpg_new_key(Ctx, "Gone <gone@example.org>", "never", []),
             Before = gpg_export(Ctx, Fpr),
-            ?assertMatch({ok, _}, couch_pgp:import_cert(Before)),
+            % Acceptable until the revocation arrives.
+            {ok, Imported} = couch_pgp:import_cert(Before),
+            ?assertEqual(list_to_binary(Fpr), couch_pgp:fingerprint(Imported)),
             {ok, Rev} = file:read_file(filename:join([Home, "openpgp-revocs.d", Fpr ++ ".rev"])),
             % gpg defuses the stored certificate with a ':' before its armor line.
             Armed = binary:replace(Rev, <<":-----BEGIN PGP PUBLIC KEY BLOCK-----">>,
                 <<"-----BEGIN PGP PUBLIC KEY BLOCK-----">>),
             ?assertNotEqual(Rev, Armed),
-            _ = couch_pgp_peer:gpg_ok(Home, ["--import", write(Ctx, "rev.asc", Armed)], #{}),
+            _ = gpg_ok(Ctx, ["--import", write(Ctx, "rev.asc", Armed)]),
             Cert = gpg_export(Ctx, Fpr),
             ?assertEqual(list_to_binary(Fpr), couch_pgp:fingerprint(Cert)),
             ?assertEqual({error, revoked}, couch_pgp:import_cert(Cert)),
@@ -283,24 +320,25 @@ peer_keygen(gpg, #{dir := Dir} = Ctx0) ->
     Ctx = Ctx0#{home => Home, pass_file => write(Ctx0, "pass", ?PASS)},
     Fpr = gpg_new_key(Ctx, "Gpg Peer <gpg@example.org>", "never", []),
     % gpg finds our cert in its keyring, for encrypting to us and checking our signatures.
-    _ = couch_pgp_peer:gpg_ok(Home, ["--import", maps:get(us_cert_file, Ctx)], #{}),
+    _ = gpg_ok(Ctx, ["--import", maps:get(us_cert_file, Ctx)]),
     Ctx#{peer_fpr => list_to_binary(Fpr), peer_cert => gpg_export(Ctx, Fpr)};
 peer_keygen(sqop, Ctx) ->
     KeyFile = write(Ctx, "sqop.key",
-        couch_pgp_peer:sqop_ok(["generate-key", "Sqop Peer <sqop@example.org>"], #{})),
+        sqop_ok(Ctx, ["generate-key", "Sqop Peer <sqop@example.org>"], #{})),
     CertFile = file(Ctx, "sqop.asc"),
-    _ = couch_pgp_peer:sqop_ok(["extract-cert"], #{stdin => KeyFile, stdout => CertFile}),
-    Inspect = couch_pgp_peer:run_ok("sq", ["inspect", CertFile], #{}),
-    {match, [Fpr]} = re:run(Inspect, "Fingerprint: ([0-9A-F]{40})", [{capture, all_but_first, binary}]),
+    _ = sqop_ok(Ctx, ["extract-cert"], #{stdin => KeyFile, stdout => CertFile}),
+    Inspect = couch_pgp_peer:run_ok("sq", ["inspect", CertFile], #{dir => maps:get(dir, Ctx)}),
+    {match, [Fpr]} = re:run(Inspect, "Fingerprint: ([0-9A-F]{40})",
+        [{capture, all_but_first, binary}]),
     Ctx#{key_file => KeyFile, cert_file => CertFile, peer_cert => read(CertFile), peer_fpr => Fpr};
 peer_keygen(openpgpjs, Ctx0) ->
     Ctx = Ctx0#{pass_file => write(Ctx0, "pass", ?PASS)},
     KeyFile = file(Ctx, "js.key"),
     CertFile = file(Ctx, "js.asc"),
-    Out = couch_pgp_peer:openpgpjs_ok(
+    Out = js_ok(Ctx,
         ["generate", "--name", "Js Peer", "--email", "js@example.org",
             "--passphrase-file", maps:get(pass_file, Ctx),
-            "--key-out", KeyFile, "--cert-out", CertFile], #{}),
+            "--key-out", KeyFile, "--cert-out", CertFile]),
     Ctx#{key_file => KeyFile, cert_file => CertFile, peer_cert => read(CertFile),
         peer_fpr => string:trim(Out)}.
 
@@ -308,110 +346,100 @@ peer_keygen(openpgpjs, Ctx0) ->
 
 %% Decrypts at the peer, requiring a signature by `us' (our cert) or `self' (the peer's).
 %% Returns the plaintext and the primary fingerprints the peer says signed.
-peer_decrypt(#{peer := gpg, home := Home, pass_file := PF} = Ctx, MsgFile, _Signer) ->
+peer_decrypt(#{peer := gpg, pass_file := PF} = Ctx, MsgFile, _Signer) ->
     % gpg checks against its keyring, which holds both certs.
     Status = file(Ctx, "status"),
     Out = file(Ctx, "plain"),
-    _ = couch_pgp_peer:gpg_ok(Home,
+    _ = gpg_ok(Ctx,
         ["--passphrase-file", PF, "--status-file", Status, "--output", Out,
-            "--decrypt", MsgFile], #{}),
+            "--decrypt", MsgFile]),
     {read(Out), gpg_validsig(Status)};
 peer_decrypt(#{peer := sqop, key_file := Key} = Ctx, MsgFile, Signer) ->
     Verifications = file(Ctx, "verifications"),
     Out = file(Ctx, "plain"),
-    _ = couch_pgp_peer:sqop_ok(
+    _ = sqop_ok(Ctx,
         ["decrypt", "--verifications-out", Verifications,
             "--verify-with", signer_cert_file(Ctx, Signer), Key],
         #{stdin => MsgFile, stdout => Out}),
     {read(Out), sop_signers(read(Verifications))};
 peer_decrypt(#{peer := openpgpjs, key_file := Key, pass_file := PF} = Ctx, MsgFile, Signer) ->
     Out = file(Ctx, "plain"),
-    Stdout = couch_pgp_peer:openpgpjs_ok(
+    Stdout = js_ok(Ctx,
         ["decrypt", "--in", MsgFile, "--out", Out, "--key", Key, "--passphrase-file", PF,
-            "--verify-cert", signer_cert_file(Ctx, Signer)], #{}),
+            "--verify-cert", signer_cert_file(Ctx, Signer)]),
     {read(Out), js_verified(Stdout)}.
 
 %% Encrypts `Plain' at the peer to `us' or to itself (`self'), signed with the peer's key.
-peer_encrypt(#{peer := gpg, home := Home, pass_file := PF} = Ctx, Plain, To, Armor) ->
+peer_encrypt(#{peer := gpg, peer_fpr := PeerFpr} = Ctx, Plain, To, Armor) ->
     Recipient = case To of
         us -> maps:get(us_fpr, Ctx);
-        self -> maps:get(peer_fpr, Ctx)
+        self -> PeerFpr
     end,
-    Out = file(Ctx, "msg"),
-    _ = couch_pgp_peer:gpg_ok(Home,
-        ["--passphrase-file", PF, "--trust-model", "always",
-            "--local-user", binary_to_list(maps:get(peer_fpr, Ctx)),
-            "--recipient", binary_to_list(Recipient), "--output", Out]
-        ++ armor_flag(Armor, "--armor")
-        ++ ["--sign", "--encrypt", write(Ctx, "plain", Plain)], #{}),
-    read(Out);
+    gpg_encrypt(Ctx, Plain, Recipient,
+        armor_flag(Armor, "--armor") ++ ["--sign", "--local-user", binary_to_list(PeerFpr)]);
 peer_encrypt(#{peer := sqop, key_file := Key} = Ctx, Plain, To, Armor) ->
     Out = file(Ctx, "msg"),
-    _ = couch_pgp_peer:sqop_ok(
+    _ = sqop_ok(Ctx,
         ["encrypt"] ++ armor_flag(not Armor, "--no-armor")
         ++ ["--sign-with", Key, signer_cert_file(Ctx, To)],
         #{stdin => write(Ctx, "plain", Plain), stdout => Out}),
     read(Out);
 peer_encrypt(#{peer := openpgpjs, key_file := Key, pass_file := PF} = Ctx, Plain, To, Armor) ->
     Out = file(Ctx, "msg"),
-    _ = couch_pgp_peer:openpgpjs_ok(
+    _ = js_ok(Ctx,
         ["encrypt", "--in", write(Ctx, "plain", Plain), "--out", Out,
             "--cert", signer_cert_file(Ctx, To), "--sign-key", Key, "--passphrase-file", PF]
-        ++ armor_flag(not Armor, "--binary"), #{}),
+        ++ armor_flag(not Armor, "--binary")),
     read(Out).
 
 %% A detached signature by the peer's key.
-peer_sign(#{peer := gpg, home := Home, pass_file := PF} = Ctx, Data, Armor) ->
+peer_sign(#{peer := gpg, pass_file := PF} = Ctx, Data, Armor) ->
     Out = file(Ctx, "sig"),
-    _ = couch_pgp_peer:gpg_ok(Home,
+    _ = gpg_ok(Ctx,
         ["--passphrase-file", PF, "--local-user", binary_to_list(maps:get(peer_fpr, Ctx)),
             "--output", Out]
         ++ armor_flag(Armor, "--armor")
-        ++ ["--detach-sign", write(Ctx, "data", Data)], #{}),
+        ++ ["--detach-sign", write(Ctx, "data", Data)]),
     read(Out);
 peer_sign(#{peer := sqop, key_file := Key} = Ctx, Data, Armor) ->
     Out = file(Ctx, "sig"),
-    _ = couch_pgp_peer:sqop_ok(["sign"] ++ armor_flag(not Armor, "--no-armor") ++ [Key],
+    _ = sqop_ok(Ctx, ["sign"] ++ armor_flag(not Armor, "--no-armor") ++ [Key],
         #{stdin => write(Ctx, "data", Data), stdout => Out}),
     read(Out);
 peer_sign(#{peer := openpgpjs, key_file := Key, pass_file := PF} = Ctx, Data, Armor) ->
     Out = file(Ctx, "sig"),
-    _ = couch_pgp_peer:openpgpjs_ok(
+    _ = js_ok(Ctx,
         ["sign", "--in", write(Ctx, "data", Data), "--out", Out, "--key", Key,
-            "--passphrase-file", PF] ++ armor_flag(not Armor, "--binary"), #{}),
+            "--passphrase-file", PF] ++ armor_flag(not Armor, "--binary")),
     read(Out).
 
 %% Verifies a detached signature at the peer against `us' or `self'; the primary
 %% fingerprints the peer says made it.
-peer_verify(#{peer := gpg, home := Home} = Ctx, Data, Sig, _Signer) ->
+peer_verify(#{peer := gpg} = Ctx, Data, Sig, _Signer) ->
     Status = file(Ctx, "status"),
-    _ = couch_pgp_peer:gpg_ok(Home,
-        ["--status-file", Status, "--verify", write(Ctx, "sig", Sig), write(Ctx, "data", Data)],
-        #{}),
+    _ = gpg_ok(Ctx,
+        ["--status-file", Status, "--verify", write(Ctx, "sig", Sig), write(Ctx, "data", Data)]),
     gpg_validsig(Status);
 peer_verify(#{peer := sqop} = Ctx, Data, Sig, Signer) ->
-    Out = couch_pgp_peer:sqop_ok(["verify", write(Ctx, "sig", Sig), signer_cert_file(Ctx, Signer)],
+    Out = sqop_ok(Ctx, ["verify", write(Ctx, "sig", Sig), signer_cert_file(Ctx, Signer)],
         #{stdin => write(Ctx, "data", Data)}),
     sop_signers(Out);
 peer_verify(#{peer := openpgpjs} = Ctx, Data, Sig, Signer) ->
-    Out = couch_pgp_peer:openpgpjs_ok(
+    Out = js_ok(Ctx,
         ["verify", "--in", write(Ctx, "data", Data), "--sig", write(Ctx, "sig", Sig),
-            "--cert", signer_cert_file(Ctx, Signer)], #{}),
+            "--cert", signer_cert_file(Ctx, Signer)]),
     js_verified(Out).
 
 %% The peer's secret key as the peer exports it, and the passphrase protecting it.
-peer_export_secret(#{peer := gpg, home := Home, pass_file := PF, peer_fpr := Fpr}) ->
-    Secret = couch_pgp_peer:gpg_ok(Home,
-        ["--passphrase-file", PF, "--armor", "--export-secret-keys", binary_to_list(Fpr)], #{}),
+peer_export_secret(#{peer := gpg, pass_file := PF, peer_fpr := Fpr} = Ctx) ->
+    Secret = gpg_ok(Ctx,
+        ["--passphrase-file", PF, "--armor", "--export-secret-keys", binary_to_list(Fpr)]),
     {Secret, <<?PASS>>};
 peer_export_secret(#{peer := sqop, key_file := Key}) ->
     % sqop keys are unprotected.
     {read(Key), <<>>};
 peer_export_secret(#{peer := openpgpjs, key_file := Key}) ->
     {read(Key), <<?PASS>>}.
-
-peer_fpr(#{peer_fpr := Fpr}) ->
-    Fpr.
 
 signer_cert_file(#{us_cert_file := F}, us) -> F;
 signer_cert_file(#{cert_file := F}, self) -> F.
@@ -422,25 +450,33 @@ armor_flag(false, _) -> [].
 %% ================================================================= gpg helpers
 
 %% A new Ed25519 (certify, sign) key with a Cv25519 encryption subkey; its fingerprint.
-gpg_new_key(#{home := Home, pass_file := PF}, Uid, Expire, Extra) ->
-    _ = couch_pgp_peer:gpg_ok(Home,
-        Extra ++ ["--passphrase-file", PF, "--quick-gen-key", Uid, "ed25519", "cert,sign", Expire],
-        #{}),
-    Fpr = gpg_fingerprint(Home, Uid),
-    _ = couch_pgp_peer:gpg_ok(Home,
-        Extra ++ ["--passphrase-file", PF, "--quick-add-key", Fpr, "cv25519", "encr", Expire],
-        #{}),
+gpg_new_key(#{pass_file := PF} = Ctx, Uid, Expire, Extra) ->
+    _ = gpg_ok(Ctx,
+        Extra ++ ["--passphrase-file", PF, "--quick-gen-key", Uid, "ed25519", "cert,sign", Expire]),
+    Fpr = gpg_fingerprint(Ctx, Uid),
+    _ = gpg_ok(Ctx,
+        Extra ++ ["--passphrase-file", PF, "--quick-add-key", Fpr, "cv25519", "encr", Expire]),
     Fpr.
 
-gpg_fingerprint(Home, Uid) ->
-    Colons = couch_pgp_peer:gpg_ok(Home, ["--with-colons", "--list-keys", "=" ++ Uid], #{}),
+gpg_fingerprint(Ctx, Uid) ->
+    Colons = gpg_ok(Ctx, ["--with-colons", "--list-keys", "=" ++ Uid]),
     % The first fpr record follows the primary key's pub record.
     [Fpr | _] = [lists:nth(10, string:split(L, ":", all))
         || L <- string:split(binary_to_list(Colons), "\n", all), lists:prefix("fpr:", L)],
     Fpr.
 
-gpg_export(#{home := Home}, Fpr) ->
-    couch_pgp_peer:gpg_ok(Home, ["--armor", "--export", Fpr], #{}).
+%% Encrypts `Plain' to `Recipient' (a fingerprint in the keyring); `Args' add signing,
+%% armor or compression.
+gpg_encrypt(#{pass_file := PF} = Ctx, Plain, Recipient, Args) ->
+    Out = file(Ctx, "msg"),
+    _ = gpg_ok(Ctx,
+        ["--passphrase-file", PF, "--trust-model", "always",
+            "--recipient", binary_to_list(Recipient), "--output", Out]
+        ++ Args ++ ["--encrypt", write(Ctx, "plain", Plain)]),
+    read(Out).
+
+gpg_export(Ctx, Fpr) ->
+    gpg_ok(Ctx, ["--armor", "--export", Fpr]).
 
 gpg_status(File) ->
     [Tokens || L <- binary:split(read(File), <<"\n">>, [global, trim_all]),
@@ -470,6 +506,16 @@ non_ascii() ->
 
 is_armored_message(<<"-----BEGIN PGP MESSAGE-----", _/binary>>) -> true;
 is_armored_message(_) -> false.
+
+%% Peers keep their stderr in the test's temp dir, which teardown removes whatever happens.
+gpg_ok(#{home := Home, dir := Dir}, Args) ->
+    couch_pgp_peer:gpg_ok(Home, Args, #{dir => Dir}).
+
+sqop_ok(#{dir := Dir}, Args, Opts) ->
+    couch_pgp_peer:sqop_ok(Args, Opts#{dir => Dir}).
+
+js_ok(#{dir := Dir}, Args) ->
+    couch_pgp_peer:openpgpjs_ok(Args, #{dir => Dir}).
 
 file(#{dir := Dir}, Name) ->
     couch_pgp_peer:file(Dir, Name).

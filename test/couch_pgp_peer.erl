@@ -28,8 +28,10 @@
 
 -type result() :: #{status := non_neg_integer(), stdout := binary(), stderr := binary()}.
 %% `stdin' and `stdout' are file names; without `stdout' the peer's stdout is returned.
+%% `dir' holds the peer's stderr while it runs (default: the system temp dir); pass the
+%% test's own temp dir so that a test killed mid-run leaves nothing behind.
 -type run_opts() :: #{stdin => file:filename(), stdout => file:filename(),
-    timeout => pos_integer()}.
+    dir => file:filename(), timeout => pos_integer()}.
 
 -define(DEFAULT_TIMEOUT, 60000).
 
@@ -67,7 +69,7 @@ write(Dir, Name, Data) ->
 -spec run(string(), [string()], run_opts()) -> result().
 run(Cmd, Args, Opts) ->
     Exe = executable(Cmd),
-    ErrFile = filename:join(tmp_base(), "couch_pgp_peer_stderr." ++ unique()),
+    ErrFile = filename:join(maps:get(dir, Opts, tmp_base()), "stderr." ++ unique()),
     % The shell only wires up the redirections; exec keeps the OS pid the peer's own so a
     % timeout can kill exactly it.
     Script = "exec \"$0\" \"$@\" <\"$PEER_IN\" 2>\"$PEER_ERR\""
@@ -184,7 +186,8 @@ openpgpjs_script() ->
     Script = filename:join(Dir, "peer.mjs"),
     Lib = filename:join(Dir, "node_modules/openpgp/package.json"),
     filelib:is_regular(Script) orelse erlang:error({peer_missing, Script}),
-    filelib:is_regular(Lib) orelse erlang:error({peer_missing, "openpgp (npm ci in " ++ Dir ++ ")"}),
+    filelib:is_regular(Lib)
+        orelse erlang:error({peer_missing, "openpgp (npm ci in " ++ Dir ++ ")"}),
     Script.
 
 %% ----------------------------------------------------------------- internal

@@ -16,8 +16,11 @@ use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
 use openpgp::types::RevocationStatus;
 
-use crate::error::{classify, Context, Error, Result};
+use crate::error::{classify, no_panic, Context, Error, Result};
 use crate::policy::POLICY;
+
+/// The certificate type every function here hands out, for callers without sequoia.
+pub use openpgp::Cert;
 
 /// Enough for every live session of a busy node; past it the cache starts again empty,
 /// which costs one re-parse per certificate, never a wrong answer.
@@ -39,7 +42,9 @@ pub fn parse(bytes: &[u8]) -> Result<Arc<Cert>> {
     if bytes.len() > MAX_CERT_BYTES {
         return Err(Error::BadCert);
     }
-    let cert = Cert::from_bytes(bytes).map_err(|e| classify(&e, Context::Cert))?;
+    let cert = no_panic(|| Error::BadCert, || {
+        Cert::from_bytes(bytes).map_err(|e| classify(&e, Context::Cert))
+    })?;
     // Whatever the caller handed us, a secret never stays in the shared cache.
     let cert = Arc::new(cert.strip_secret_key_material());
     if let Ok(mut cache) = CACHE.lock() {
@@ -87,4 +92,55 @@ where
     I: IntoIterator<Item = &'a [u8]>,
 {
     certs.into_iter().map(parse).collect()
+}
+
+/// Most certificates one `parse_keyring` call reads.
+pub const MAX_KEYRING_CERTS: usize = 256;
+
+/// Parses one or more certificates (a keyring, as SOP's CERTS takes), public parts only.
+/// A single certificate goes through the cache like `parse`.
+pub fn parse_keyring(bytes: &[u8]) -> Result<Vec<Arc<Cert>>> {
+    if let Ok(one) = parse(bytes) {
+        return Ok(vec![one]);
+    }
+    if bytes.len() > MAX_CERT_BYTES * MAX_KEYRING_CERTS {
+        return Err(Error::BadCert);
+    }
+    no_panic(|| Error::BadCert, || parse_keyring_guarded(bytes))
+}
+
+fn parse_keyring_guarded(bytes: &[u8]) -> Result<Vec<Arc<Cert>>> {
+    let parser = CertParser::from_bytes(bytes).map_err(|e| classify(&e, Context::Cert))?;
+    let mut out = Vec::new();
+    for cert in parser {
+        let cert = cert.map_err(|e| classify(&e, Context::Cert))?;
+        if out.len() == MAX_KEYRING_CERTS {
+            return Err(Error::BadCert);
+        }
+        out.push(Arc::new(cert.strip_secret_key_material()));
+    }
+    if out.is_empty() {
+        return Err(Error::BadCert);
+    }
+    Ok(out)
+}
+
+/// Public certificates, one after the other, armored as one block or binary.
+pub fn serialize_many(certs: &[&Cert], armor: bool) -> Result<Vec<u8>> {
+    use openpgp::serialize::Serialize;
+    use std::io::Write;
+    let mut binary = Vec::new();
+    for cert in certs {
+        // `Cert::serialize` writes public parts only, whatever the certificate holds.
+        cert.serialize(&mut binary).map_err(|_| Error::Internal)?;
+    }
+    if !armor {
+        return Ok(binary);
+    }
+    let mut out = Vec::new();
+    let mut w = openpgp::armor::Writer::new(&mut out, openpgp::armor::Kind::PublicKey)
+        .map_err(|_| Error::Internal)?;
+    w.write_all(&binary).map_err(|_| Error::Internal)?;
+    w.finalize().map_err(|_| Error::Internal)?;
+    Ok(out)
 }

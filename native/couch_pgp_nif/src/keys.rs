@@ -16,7 +16,7 @@ use openpgp::types::{Features, KeyFlags};
 use openpgp::Profile as PgpProfile;
 
 use crate::certs;
-use crate::error::{classify, Context, Error, Result};
+use crate::error::{classify, no_panic, Context, Error, Result};
 use crate::policy::POLICY;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,10 @@ pub enum Profile {
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     pub user_id: Option<String>,
+    /// User ids after `user_id`; the first user id given is the primary one.
+    pub more_user_ids: Vec<String>,
+    /// No encryption subkey.
+    pub signing_only: bool,
     pub suite: Suite,
     pub profile: Profile,
     pub expires_in: Option<Duration>,
@@ -48,6 +52,8 @@ impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
             user_id: None,
+            more_user_ids: Vec::new(),
+            signing_only: false,
             suite: Suite::Cv25519,
             profile: Profile::Rfc4880,
             expires_in: None,
@@ -138,6 +144,11 @@ impl SecretKey {
         &self.decryptors
     }
 
+    /// The public certificate, binary.
+    pub fn public_binary(&self) -> Result<Vec<u8>> {
+        self.cert.clone().strip_secret_key_material().to_vec().map_err(|_| Error::Internal)
+    }
+
     /// The armored public certificate, serialised once.
     pub fn public_armored(&self) -> Result<&[u8]> {
         self.public_armored
@@ -164,14 +175,17 @@ pub fn generate(opts: &GenerateOptions) -> Result<SecretKey> {
     };
     let mut builder = CertBuilder::new()
         .set_cipher_suite(suite)
-        .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing())
-        .add_subkey(
+        .set_primary_key_flags(KeyFlags::empty().set_certification().set_signing());
+    if !opts.signing_only {
+        builder = builder.add_subkey(
             KeyFlags::empty()
                 .set_transport_encryption()
                 .set_storage_encryption(),
             None,
             None,
-        )
+        );
+    }
+    builder = builder
         // Sequoia backdates creation by a minute (room for later self-signature updates);
         // the validity counts from creation, so add that minute back: `expires_in` means
         // from now.
@@ -186,7 +200,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<SecretKey> {
         Profile::Rfc9580 => builder.set_profile(PgpProfile::RFC9580),
     }
     .map_err(|_| Error::Internal)?;
-    if let Some(uid) = &opts.user_id {
+    for uid in opts.user_id.iter().chain(opts.more_user_ids.iter()) {
         builder = builder.add_userid(uid.as_str());
     }
     if let Some(t) = opts.creation_time {
@@ -201,6 +215,22 @@ pub fn export_secret(key: &SecretKey, passphrase: &[u8]) -> Result<Vec<u8>> {
     if passphrase.is_empty() {
         return Err(Error::EmptyPassphrase);
     }
+    export_key(key, Some(passphrase), true)
+}
+
+/// The whole key, armored or binary; secrets protected by `passphrase` if one is given,
+/// else left in the clear (SOP's `generate-key` without `--with-key-password`).
+pub fn export_key(key: &SecretKey, passphrase: Option<&[u8]>, armor: bool) -> Result<Vec<u8>> {
+    let tsk = match passphrase {
+        None => key.cert.clone(),
+        Some(p) if p.is_empty() => return Err(Error::EmptyPassphrase),
+        Some(p) => protect(key, p)?,
+    };
+    let out = if armor { tsk.as_tsk().armored().to_vec() } else { tsk.as_tsk().to_vec() };
+    out.map_err(|_| Error::Internal)
+}
+
+fn protect(key: &SecretKey, passphrase: &[u8]) -> Result<Cert> {
     let password = Password::from(passphrase);
     let mut protected = Vec::new();
     for ka in key.cert.keys().secret() {
@@ -217,8 +247,7 @@ pub fn export_secret(key: &SecretKey, passphrase: &[u8]) -> Result<Vec<u8>> {
         .clone()
         .insert_packets(protected)
         .map_err(|_| Error::Internal)?;
-    let armored = cert.as_tsk().armored().to_vec().map_err(|_| Error::Internal);
-    armored
+    Ok(cert)
 }
 
 fn as_packet(k: Key<key::SecretParts, key::UnspecifiedRole>, primary: bool) -> openpgp::Packet {
@@ -232,6 +261,10 @@ fn as_packet(k: Key<key::SecretParts, key::UnspecifiedRole>, primary: bool) -> o
 /// Reads a secret key exported by us, GnuPG, sq or OpenPGP.js; protected secrets are
 /// unlocked with `passphrase`, unprotected ones are taken as they are.
 pub fn import_secret(bytes: &[u8], passphrase: &[u8]) -> Result<SecretKey> {
+    no_panic(|| Error::BadKey, || import_secret_guarded(bytes, passphrase))
+}
+
+fn import_secret_guarded(bytes: &[u8], passphrase: &[u8]) -> Result<SecretKey> {
     if bytes.len() > certs::MAX_CERT_BYTES {
         return Err(Error::BadKey);
     }
@@ -250,6 +283,74 @@ pub fn import_secret(bytes: &[u8], passphrase: &[u8]) -> Result<SecretKey> {
             continue;
         }
         let k = k.decrypt_secret(&password).map_err(|_| Error::BadPassphrase)?;
+        unlocked.push(as_packet(k, ka.primary()));
+    }
+    let (cert, _) = cert.insert_packets(unlocked).map_err(|_| Error::Internal)?;
+    SecretKey::from_cert(cert)
+}
+
+/// Most secret keys one `import_secrets` or `extract_certs` call reads.
+pub const MAX_KEYS: usize = 64;
+
+/// Reads one or more secret keys (a keyring, as SOP's KEYS takes), unlocking each protected
+/// secret with the first of `passphrases` that fits.
+pub fn import_secrets(bytes: &[u8], passphrases: &[&[u8]]) -> Result<Vec<SecretKey>> {
+    no_panic(|| Error::BadKey, || import_secrets_guarded(bytes, passphrases))
+}
+
+fn import_secrets_guarded(bytes: &[u8], passphrases: &[&[u8]]) -> Result<Vec<SecretKey>> {
+    let mut out = Vec::new();
+    for cert in tsks(bytes)? {
+        out.push(unlock(cert, passphrases)?);
+    }
+    Ok(out)
+}
+
+/// The public certificates of one or more secret keys (SOP's `extract-cert`), armored as
+/// one block or binary. Locked secrets need no passphrase for this.
+pub fn extract_certs(bytes: &[u8], armor: bool) -> Result<Vec<u8>> {
+    no_panic(|| Error::BadKey, || {
+        let all = tsks(bytes)?;
+        let refs: Vec<&Cert> = all.iter().collect();
+        certs::serialize_many(&refs, armor)
+    })
+}
+
+/// Every certificate in `bytes`, each of which must carry secret key material.
+fn tsks(bytes: &[u8]) -> Result<Vec<Cert>> {
+    if bytes.len() > certs::MAX_CERT_BYTES * MAX_KEYS {
+        return Err(Error::BadKey);
+    }
+    let parser = CertParser::from_bytes(bytes).map_err(|_| Error::BadKey)?;
+    let mut out = Vec::new();
+    for cert in parser {
+        let cert = cert.map_err(|e| match classify(&e, Context::Cert) {
+            Error::BadCert => Error::BadKey,
+            other => other,
+        })?;
+        if !cert.is_tsk() || out.len() == MAX_KEYS {
+            return Err(Error::BadKey);
+        }
+        out.push(cert);
+    }
+    if out.is_empty() {
+        return Err(Error::BadKey);
+    }
+    Ok(out)
+}
+
+/// Decrypts every protected secret of `cert` with the first passphrase that fits.
+fn unlock(cert: Cert, passphrases: &[&[u8]]) -> Result<SecretKey> {
+    let mut unlocked = Vec::new();
+    for ka in cert.keys().secret() {
+        let k = ka.key().clone().role_into_unspecified();
+        if k.has_unencrypted_secret() {
+            continue;
+        }
+        let k = passphrases
+            .iter()
+            .find_map(|p| k.clone().decrypt_secret(&Password::from(*p)).ok())
+            .ok_or(Error::BadPassphrase)?;
         unlocked.push(as_packet(k, ka.primary()));
     }
     let (cert, _) = cert.insert_packets(unlocked).map_err(|_| Error::Internal)?;

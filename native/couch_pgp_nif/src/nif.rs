@@ -90,6 +90,7 @@ pub fn error_atom_name(e: Error) -> &'static str {
         Error::BadPassphrase => "bad_passphrase",
         Error::EmptyPassphrase => "empty_passphrase",
         Error::InvalidJson(_) => "invalid_json",
+        Error::TooLarge => "too_large",
         Error::Internal => "internal",
     }
 }
@@ -99,11 +100,18 @@ pub fn error_atom_name(e: Error) -> &'static str {
 struct BinWriter {
     bin: OwnedBinary,
     len: usize,
+    limit: usize,
+    exceeded: bool,
 }
 
 impl BinWriter {
     fn with_capacity(cap: usize) -> BinWriter {
-        BinWriter { bin: OwnedBinary::new(cap.max(64)), len: 0 }
+        BinWriter::with_limit(cap, usize::MAX)
+    }
+
+    /// Refuses to grow past `limit` bytes; `exceeded` tells afterwards why writing failed.
+    fn with_limit(cap: usize, limit: usize) -> BinWriter {
+        BinWriter { bin: OwnedBinary::new(cap.clamp(64, limit.max(64))), len: 0, limit, exceeded: false }
     }
 
     fn finish(mut self) -> OwnedBinary {
@@ -117,6 +125,10 @@ impl BinWriter {
 impl Write for BinWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let need = self.len + data.len();
+        if need > self.limit {
+            self.exceeded = true;
+            return Err(std::io::Error::other("size limit"));
+        }
         if need > self.bin.len() {
             let grown = need.max(self.bin.len().saturating_mul(2));
             self.bin.realloc_or_copy(grown);
@@ -191,7 +203,7 @@ fn generate_key<'a>(
         let secs: u64 = expires_in.decode()?;
         Some(Duration::from_secs(secs))
     };
-    let opts = GenerateOptions { user_id, suite, profile, expires_in, creation_time: None };
+    let opts = GenerateOptions { user_id, suite, profile, expires_in, ..Default::default() };
     Ok(match keys::generate(&opts) {
         Ok(k) => (atoms::ok(), ResourceArc::new(KeyRes(k))).encode(env),
         Err(e) => error_term(env, e),
@@ -262,7 +274,7 @@ fn encrypt<'a>(
         Err(e) => return Ok(error_term(env, e)),
     };
     let refs: Vec<&sequoia_openpgp::Cert> = certs.iter().map(|c| &**c).collect();
-    let opts = EncryptOptions { sign_with: signer.as_ref().map(|k| &k.0), armor };
+    let opts = EncryptOptions { sign_with: signer.as_ref().map(|k| &k.0), armor, ..Default::default() };
     let estimate = if armor { plain.len() / 3 * 4 + plain.len() / 32 + 1024 } else { plain.len() + 512 };
     let mut out = BinWriter::with_capacity(estimate);
     Ok(match encrypt::encrypt(plain.as_slice(), &refs, &opts, &mut out) {
@@ -277,6 +289,7 @@ fn decrypt<'a>(
     msg: Binary<'a>,
     key: ResourceArc<KeyRes>,
     verify_with: Term<'a>,
+    max_size: u64,
 ) -> NifResult<Term<'a>> {
     let expected = if verify_with.is_atom() {
         None
@@ -286,12 +299,15 @@ fn decrypt<'a>(
             Err(e) => return Ok(error_term(env, e)),
         }
     };
-    let mut out = BinWriter::with_capacity(msg.len());
-    Ok(match decrypt::decrypt(msg.as_slice(), &key.0, expected.as_deref(), &mut out) {
+    let limit = usize::try_from(max_size).unwrap_or(usize::MAX);
+    let mut out = BinWriter::with_limit(msg.len(), limit);
+    let result = decrypt::decrypt(msg.as_slice(), &key.0, expected.as_deref(), &mut out);
+    Ok(match result {
         Ok(signers) => {
             let plain = out.finish().release(env);
             (atoms::ok(), plain, signers).encode(env)
         }
+        Err(_) if out.exceeded => error_term(env, Error::TooLarge),
         Err(e) => error_term(env, e),
     })
 }

@@ -27,7 +27,7 @@ fn cert_of(k: &SecretKey) -> Arc<Cert> {
 
 fn seal(plain: &[u8], to: &[&Cert], sign_with: Option<&SecretKey>, armor: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    encrypt(plain, to, &EncryptOptions { sign_with, armor }, &mut out).expect("encrypt");
+    encrypt(plain, to, &EncryptOptions { sign_with, armor, ..Default::default() }, &mut out).expect("encrypt");
     out
 }
 
@@ -150,7 +150,7 @@ fn expired_and_revoked_certificates_are_refused() {
     assert_eq!(certs::import(&armored).err(), Some(Error::Revoked));
     let parsed = certs::parse(&armored).expect("parses");
     let mut out = Vec::new();
-    let r = encrypt(b"x", &[&parsed], &EncryptOptions { sign_with: None, armor: true }, &mut out);
+    let r = encrypt(b"x", &[&parsed], &EncryptOptions { sign_with: None, armor: true, ..Default::default() }, &mut out);
     assert_eq!(r.err(), Some(Error::Revoked));
 }
 
@@ -167,7 +167,7 @@ fn expired_certificate_as_recipient() {
     assert_eq!(certs::import(&armored).err(), Some(Error::Expired));
     let parsed = certs::parse(&armored).expect("parses");
     let mut out = Vec::new();
-    let r = encrypt(b"x", &[&parsed], &EncryptOptions { sign_with: None, armor: true }, &mut out);
+    let r = encrypt(b"x", &[&parsed], &EncryptOptions { sign_with: None, armor: true, ..Default::default() }, &mut out);
     assert_eq!(r.err(), Some(Error::Expired));
 }
 
