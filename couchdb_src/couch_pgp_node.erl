@@ -1,0 +1,60 @@
+%% @doc Runs couch_pgp inside a CouchDB node: reads `[couch_pgp]', starts the supervisor,
+%% makes the stats descriptions visible.
+-module(couch_pgp_node).
+
+-export([start_link/0, keystore_opts/0]).
+
+-define(DEFAULT_KEY_FILE, "./data/couch_pgp/server_key.asc").
+
+%% @doc Started by couch_epi as a child of couch's secondary services. It must never fail:
+%% a child that cannot start there stops the `couch' application and with it the node. If
+%% couch_pgp cannot start, that is logged and the node runs without it (`/_pgp' then
+%% answers 503).
+-spec start_link() -> {ok, pid()} | ignore.
+start_link() ->
+    try
+        %% The app is on the code path but not in the boot script: load it so that its
+        %% priv_dir and stats descriptions are found.
+        case application:load(couch_pgp) of
+            ok -> ok;
+            {error, {already_loaded, couch_pgp}} -> ok
+        end,
+        _ = couch_stats:reload(),
+        case couch_pgp_sup:start_link(keystore_opts()) of
+            {ok, Pid} ->
+                {ok, Pid};
+            Other ->
+                couch_log:error("couch_pgp: not started: ~p", [Other]),
+                ignore
+        end
+    catch
+        Class:Reason ->
+            couch_log:error("couch_pgp: not started: ~p:~p", [Class, Reason]),
+            ignore
+    end.
+
+%% @doc The key store's options from config and the environment. The passphrase comes from
+%% `COUCH_PGP_PASSPHRASE' if set, else `[couch_pgp] passphrase'; it is read when needed,
+%% never carried in the options (which appear in crash reports).
+-spec keystore_opts() -> couch_pgp_keystore:opts().
+keystore_opts() ->
+    #{
+        key_file => config:get("couch_pgp", "key_file", ?DEFAULT_KEY_FILE),
+        passphrase => fun passphrase/0,
+        user_id => unicode:characters_to_binary(
+            config:get("couch_pgp", "user_id", "CouchDB couch_pgp server")),
+        log => fun log/3
+    }.
+
+passphrase() ->
+    case os:getenv("COUCH_PGP_PASSPHRASE") of
+        Env when is_list(Env), Env =/= "" -> unicode:characters_to_binary(Env);
+        _ ->
+            case config:get("couch_pgp", "passphrase", undefined) of
+                undefined -> undefined;
+                Conf -> unicode:characters_to_binary(Conf)
+            end
+    end.
+
+log(Level, Format, Args) ->
+    couch_log:Level(Format, Args).

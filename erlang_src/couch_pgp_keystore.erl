@@ -1,0 +1,147 @@
+%% @doc The server's identity key: created at first start, kept encrypted on disk, loaded at
+%% restart.
+%%
+%% The key file holds the secret key protected by a passphrase (never a plaintext key), is
+%% created with mode 0600 in a directory of mode 0700, and is replaced atomically. The loaded
+%% key is published in `persistent_term', so request processes read it without a message
+%% to this server. A key that cannot be loaded (no passphrase, wrong passphrase, unreadable
+%% file) never crashes the node: the store stays up, reports `{error, Reason}', and logs the
+%% reason (never the passphrase).
+-module(couch_pgp_keystore).
+-behaviour(gen_server).
+
+-export([start_link/1, identity/0, status/0, stop/0]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-type opts() :: #{
+    key_file := file:filename_all(),
+    %% A fun, not the value: start arguments appear in crash reports and logs.
+    passphrase := fun(() -> binary() | undefined),
+    user_id => binary(),
+    log => fun((atom(), string(), [term()]) -> term())
+}.
+-type identity() :: #{key := couch_pgp:key(), cert := couch_pgp:cert(),
+                      fingerprint := couch_pgp:fingerprint()}.
+-export_type([opts/0, identity/0]).
+
+-define(TERM, {?MODULE, identity}).
+
+%% @doc Starts the store and loads or creates the identity key as `Opts' say.
+-spec start_link(opts()) -> {ok, pid()} | {error, term()}.
+start_link(Opts) ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, Opts, []).
+
+%% @doc The identity, or why there is none.
+-spec identity() -> {ok, identity()} | {error, atom()}.
+identity() ->
+    persistent_term:get(?TERM, {error, not_started}).
+
+%% @doc `loaded' or `{error, Reason}', for status endpoints.
+-spec status() -> loaded | {error, atom()}.
+status() ->
+    case identity() of
+        {ok, _} -> loaded;
+        {error, _} = Error -> Error
+    end.
+
+%% @doc Stops the store and forgets the key.
+-spec stop() -> ok.
+stop() ->
+    gen_server:stop(?MODULE).
+
+%% ----------------------------------------------------------------- gen_server
+
+%% @private
+-spec init(opts()) -> {ok, map()}.
+init(Opts) ->
+    Result = load_or_create(Opts),
+    persistent_term:put(?TERM, Result),
+    Log = maps:get(log, Opts, fun(_, _, _) -> ok end),
+    case Result of
+        {ok, #{fingerprint := Fpr}} ->
+            Log(notice, "couch_pgp: server identity ~s loaded", [Fpr]);
+        {error, Reason} ->
+            Log(error, "couch_pgp: server identity key unavailable: ~p (key_file ~ts)",
+                [Reason, maps:get(key_file, Opts)])
+    end,
+    {ok, #{}}.
+
+%% @private
+-spec handle_call(term(), gen_server:from(), map()) -> {reply, {error, unknown_call}, map()}.
+handle_call(_Msg, _From, State) ->
+    {reply, {error, unknown_call}, State}.
+
+%% @private
+-spec handle_cast(term(), map()) -> {noreply, map()}.
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+%% @private
+-spec handle_info(term(), map()) -> {noreply, map()}.
+handle_info(_Msg, State) ->
+    {noreply, State}.
+
+%% @private
+-spec terminate(term(), map()) -> ok.
+terminate(_Reason, _State) ->
+    _ = persistent_term:erase(?TERM),
+    ok.
+
+%% ----------------------------------------------------------------- internal
+
+load_or_create(#{passphrase := PassFun} = Opts) ->
+    case PassFun() of
+        Pass when Pass =:= undefined; Pass =:= <<>> -> {error, no_passphrase};
+        Pass -> load_or_create(Opts, Pass)
+    end.
+
+load_or_create(#{key_file := File} = Opts, Pass) ->
+    case file:read_file(File) of
+        {ok, Armored} ->
+            case couch_pgp:import_secret(Armored, Pass) of
+                {ok, Key} -> {ok, identity_of(Key)};
+                {error, _} = Error -> Error
+            end;
+        {error, enoent} ->
+            create(File, Pass, maps:get(user_id, Opts, <<"couch_pgp server">>));
+        {error, Posix} ->
+            {error, Posix}
+    end.
+
+create(File, Pass, UserId) ->
+    {ok, Key} = couch_pgp:generate_key(#{user_id => UserId}),
+    {ok, Armored} = couch_pgp:export_secret(Key, Pass),
+    case write_private(File, Armored) of
+        ok -> {ok, identity_of(Key)};
+        {error, _} = Error -> Error
+    end.
+
+identity_of(Key) ->
+    #{key => Key, cert => couch_pgp:public_cert(Key), fingerprint => couch_pgp:fingerprint(Key)}.
+
+%% Only the owner may read the key, from the first byte written: the temporary file is
+%% made 0600 while still empty, filled, synced, then renamed over the target.
+write_private(File, Data) ->
+    Dir = filename:dirname(File),
+    Tmp = iolist_to_binary([File, ".tmp"]),
+    maybe_steps([
+        fun() -> ensure_private_dir(Dir) end,
+        fun() -> file:write_file(Tmp, <<>>) end,
+        fun() -> file:change_mode(Tmp, 8#600) end,
+        fun() -> file:write_file(Tmp, Data, [sync]) end,
+        fun() -> file:rename(Tmp, File) end
+    ]).
+
+ensure_private_dir(Dir) ->
+    case filelib:ensure_path(Dir) of
+        ok -> file:change_mode(Dir, 8#700);
+        {error, _} = Error -> Error
+    end.
+
+maybe_steps([]) ->
+    ok;
+maybe_steps([Step | Rest]) ->
+    case Step() of
+        ok -> maybe_steps(Rest);
+        {error, _} = Error -> Error
+    end.

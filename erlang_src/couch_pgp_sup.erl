@@ -1,0 +1,26 @@
+%% @doc couch_pgp's supervisor: the identity key store.
+%%
+%% Inside CouchDB it is started by couch_pgp_node (from couch_pgp_epi's `processes/0`);
+%% elsewhere, start it with the key store's options.
+-module(couch_pgp_sup).
+-behaviour(supervisor).
+
+-export([start_link/1, init/1]).
+
+%% @doc Starts the supervisor; `KeystoreOpts' as couch_pgp_keystore:start_link/1 takes them.
+-spec start_link(couch_pgp_keystore:opts()) -> supervisor:startlink_ret().
+start_link(KeystoreOpts) ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, KeystoreOpts).
+
+%% @private
+-spec init(couch_pgp_keystore:opts()) ->
+    {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+init(KeystoreOpts) ->
+    Keystore = #{
+        id => couch_pgp_keystore,
+        start => {couch_pgp_keystore, start_link, [KeystoreOpts]},
+        restart => permanent,
+        shutdown => 5000,
+        type => worker
+    },
+    {ok, {#{strategy => one_for_one, intensity => 5, period => 60}, [Keystore]}}.

@@ -1,0 +1,68 @@
+-module(couch_pgp_keystore_tests).
+-include_lib("eunit/include/eunit.hrl").
+-include_lib("kernel/include/file.hrl").
+
+-define(PASS, <<"correct horse battery staple">>).
+
+tmp_dir() ->
+    Dir = filename:join(["/tmp", "couch_pgp_keystore_" ++ integer_to_list(erlang:unique_integer([positive]))]),
+    ok = filelib:ensure_path(Dir),
+    Dir.
+
+with_store(Opts, Fun) ->
+    {ok, Pid} = couch_pgp_keystore:start_link(Opts),
+    unlink(Pid),
+    try
+        Fun()
+    after
+        couch_pgp_keystore:stop()
+    end.
+
+created_then_loaded_test_() ->
+    {timeout, 30, fun() ->
+        Dir = tmp_dir(),
+        File = filename:join([Dir, "keys", "server.asc"]),
+        Opts = #{key_file => File, passphrase => fun() -> ?PASS end, user_id => <<"test server">>},
+        Fpr = with_store(Opts, fun() ->
+            {ok, #{fingerprint := F, cert := Cert}} = couch_pgp_keystore:identity(),
+            ?assertEqual(F, couch_pgp:fingerprint(Cert)),
+            F
+        end),
+        %% Only the owner can read it, and it is protected: a wrong passphrase opens nothing.
+        {ok, #file_info{mode = FileMode}} = file:read_file_info(File),
+        {ok, #file_info{mode = DirMode}} = file:read_file_info(filename:dirname(File)),
+        ?assertEqual(8#600, FileMode band 8#777),
+        ?assertEqual(8#700, DirMode band 8#777),
+        {ok, Armored} = file:read_file(File),
+        ?assertMatch(<<"-----BEGIN PGP PRIVATE KEY BLOCK-----", _/binary>>, Armored),
+        ?assertEqual({error, bad_passphrase}, couch_pgp:import_secret(Armored, <<"not it">>)),
+        %% A restart loads the same key.
+        with_store(Opts, fun() ->
+            ?assertMatch({ok, #{fingerprint := Fpr}}, couch_pgp_keystore:identity())
+        end),
+        %% Stopped: no identity.
+        ?assertEqual({error, not_started}, couch_pgp_keystore:identity()),
+        %% Wrong passphrase at restart: the store runs, the key is unavailable, nothing is
+        %% overwritten.
+        with_store(Opts#{passphrase => fun() -> <<"wrong">> end}, fun() ->
+            ?assertEqual({error, bad_passphrase}, couch_pgp_keystore:status())
+        end),
+        ?assertEqual({ok, Armored}, file:read_file(File))
+    end}.
+
+no_passphrase_no_key_test() ->
+    Dir = tmp_dir(),
+    File = filename:join(Dir, "server.asc"),
+    with_store(#{key_file => File, passphrase => fun() -> undefined end}, fun() ->
+        ?assertEqual({error, no_passphrase}, couch_pgp_keystore:status())
+    end),
+    %% Nothing was written in plaintext, or at all.
+    ?assertEqual(false, filelib:is_file(File)).
+
+unusable_file_test() ->
+    Dir = tmp_dir(),
+    File = filename:join(Dir, "server.asc"),
+    ok = file:write_file(File, <<"not a key">>),
+    with_store(#{key_file => File, passphrase => fun() -> ?PASS end}, fun() ->
+        ?assertEqual({error, bad_key}, couch_pgp_keystore:status())
+    end).
