@@ -1,10 +1,33 @@
-%% @doc chttpd_auth provider: lets `/_pgp' through CouchDB's default "unknown `/_xxx' paths
-%% are for admins" rule; couch_pgp_httpd checks who may do what. Only `authorize/1' is
-%% exported: any other export would become an authentication hook.
+%% @doc chttpd_auth provider, consulted after CouchDB has authenticated a request.
+%%
+%% It lets `/_pgp' through CouchDB's default "unknown `/_xxx' paths are for admins" rule
+%% (couch_pgp_httpd checks who may do what), and it binds couch_pgp sessions to their user:
+%% an encrypted request must be authenticated, by CouchDB's own means, as the user the
+%% session was made for. Only `authorize/1' is exported: any other export would become an
+%% authentication hook.
 -module(couch_pgp_chttpd_auth).
 -include_lib("couch/include/couch_db.hrl").
 
 -export([authorize/1]).
 
-authorize(#httpd{path_parts = [<<"_pgp">> | _]} = Req) -> {decided, Req};
-authorize(_) -> no_decision.
+authorize(#httpd{user_ctx = UserCtx, path_parts = Parts} = Req) ->
+    case get(couch_pgp_ctx) of
+        #{session := Session} ->
+            case UserCtx of
+                #user_ctx{name = null} ->
+                    throw(couch_pgp_http_errors:to_chttpd(no_user));
+                #user_ctx{name = Name} ->
+                    case Name =:= couch_pgp_session:user(Session) of
+                        true -> ok;
+                        false -> throw(couch_pgp_http_errors:to_chttpd(wrong_user))
+                    end;
+                _ ->
+                    throw(couch_pgp_http_errors:to_chttpd(no_user))
+            end;
+        undefined ->
+            ok
+    end,
+    case Parts of
+        [<<"_pgp">> | _] -> {decided, Req};
+        _ -> no_decision
+    end.

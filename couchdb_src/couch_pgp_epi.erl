@@ -11,6 +11,7 @@ app() ->
 
 providers() ->
     [
+        {chttpd, couch_pgp_chttpd},
         {chttpd_handlers, couch_pgp_httpd_handlers},
         {chttpd_auth, couch_pgp_chttpd_auth}
     ].

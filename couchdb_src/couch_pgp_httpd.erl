@@ -2,6 +2,8 @@
 %%
 %% `GET /_pgp', without authentication: the server's identity certificate, so that clients
 %% can pin its fingerprint before they log in.
+%% `POST /_pgp/session' (logged-in users): a new couch_pgp session for the client
+%% certificate in the body; `GET /_pgp/session': the session of the `X-PGP-Session' token.
 -module(couch_pgp_httpd).
 -include_lib("couch/include/couch_db.hrl").
 
@@ -18,7 +20,7 @@ handle_pgp_req(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
                 {<<"cert">>, Cert},
                 {<<"profile">>, <<"rfc4880">>},
                 {<<"encryption">>, [<<"seipdv1">>]},
-                {<<"modes">>, [<<"identity">>]}
+                {<<"modes">>, [<<"session">>]}
             ]});
         {error, _Reason} ->
             %% The reason is in the node's log; clients learn only that it is unavailable.
@@ -29,11 +31,51 @@ handle_pgp_req(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
     end;
 handle_pgp_req(#httpd{path_parts = [<<"_pgp">>]} = Req) ->
     chttpd:send_method_not_allowed(Req, "GET,HEAD");
+handle_pgp_req(#httpd{method = 'POST', path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
+    User = authenticated_user(Req),
+    {Props} = chttpd:json_body_obj(Req),
+    ClientCert = case proplists:get_value(<<"client_cert">>, Props) of
+        C when is_binary(C) -> C;
+        _ -> throw({bad_request, <<"client_cert (an armored OpenPGP certificate) is required">>})
+    end,
+    case couch_pgp_tokens:issue(User, ClientCert) of
+        {ok, Token, Session} ->
+            couch_log:notice("couch_pgp audit: session created user=~s client=~s",
+                             [User, couch_pgp:fingerprint(couch_pgp_session:client_cert(Session))]),
+            chttpd:send_json(Req, 201, couch_pgp_tokens:describe(Token, Session));
+        {error, unavailable} ->
+            throw(couch_pgp_http_errors:to_chttpd(unavailable));
+        {error, Reason} ->
+            throw({bad_request, <<"pgp_bad_cert">>,
+                   iolist_to_binary(["The client certificate is not usable (",
+                                     atom_to_binary(Reason), ")."])})
+    end;
+handle_pgp_req(#httpd{method = 'GET', path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
+    User = authenticated_user(Req),
+    Token = case chttpd:header_value(Req, "X-PGP-Session") of
+        undefined -> throw(couch_pgp_http_errors:to_chttpd(no_session));
+        T -> list_to_binary(T)
+    end,
+    case couch_pgp_tokens:open(Token) of
+        {ok, Session} ->
+            couch_pgp_session:user(Session) =:= User orelse
+                throw(couch_pgp_http_errors:to_chttpd(wrong_user)),
+            chttpd:send_json(Req, 200, couch_pgp_tokens:describe(undefined, Session));
+        {error, Reason} ->
+            throw(couch_pgp_http_errors:to_chttpd(Reason))
+    end;
+handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
+    chttpd:send_method_not_allowed(Req, "GET,POST");
 handle_pgp_req(Req) ->
     chttpd:send_json(Req, 404, {[
         {<<"error">>, <<"not_found">>},
         {<<"reason">>, <<"No such couch_pgp endpoint.">>}
     ]}).
+
+authenticated_user(#httpd{user_ctx = #user_ctx{name = Name}}) when is_binary(Name) ->
+    Name;
+authenticated_user(_) ->
+    throw(couch_pgp_http_errors:to_chttpd(no_user)).
 
 vsn() ->
     case application:get_key(couch_pgp, vsn) of

@@ -20,6 +20,7 @@ start_link() ->
             {error, {already_loaded, couch_pgp}} -> ok
         end,
         _ = couch_stats:reload(),
+        ensure_secret(),
         case couch_pgp_sup:start_link(keystore_opts()) of
             {ok, Pid} ->
                 {ok, Pid};
@@ -45,6 +46,20 @@ keystore_opts() ->
             config:get("couch_pgp", "user_id", "CouchDB couch_pgp server")),
         log => fun log/3
     }.
+
+%% Sessions are sealed under a secret that every node must share. CouchDB's own
+%% `[chttpd_auth] secret' serves when set; with neither it nor `[couch_pgp] secret', a
+%% random one is made and persisted (to local.ini), which is right for a single node; a
+%% cluster's operator sets the same `[couch_pgp] secret' on every node.
+ensure_secret() ->
+    case couch_pgp_config:token_secret() of
+        {ok, _} ->
+            ok;
+        {error, no_secret} ->
+            Secret = binary_to_list(binary:encode_hex(crypto:strong_rand_bytes(32))),
+            config:set("couch_pgp", "secret", Secret, true),
+            couch_log:notice("couch_pgp: generated [couch_pgp] secret (single node)", [])
+    end.
 
 passphrase() ->
     case os:getenv("COUCH_PGP_PASSPHRASE") of

@@ -1,4 +1,4 @@
-%% @doc couch_pgp's supervisor: the identity key store.
+%% @doc couch_pgp's supervisor: the identity key store and the per-node caches.
 %%
 %% Inside CouchDB it is started by couch_pgp_node (from couch_pgp_epi's `processes/0`);
 %% elsewhere, start it with the key store's options.
@@ -23,4 +23,11 @@ init(KeystoreOpts) ->
         shutdown => 5000,
         type => worker
     },
-    {ok, {#{strategy => one_for_one, intensity => 5, period => 60}, [Keystore]}}.
+    Cache = #{
+        id => couch_pgp_cache,
+        start => {couch_pgp_cache, start_link, []},
+        restart => permanent,
+        shutdown => 5000,
+        type => worker
+    },
+    {ok, {#{strategy => one_for_one, intensity => 5, period => 60}, [Keystore, Cache]}}.

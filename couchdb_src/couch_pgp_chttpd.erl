@@ -1,0 +1,235 @@
+%% @doc chttpd provider: decrypts encrypted requests before CouchDB reads them, and encrypts
+%% the responses to them before they leave. Every export is a hook.
+%%
+%% An encrypted request has `Content-Type: application/pgp-encrypted', an `X-PGP-Session'
+%% token, and an OpenPGP message body: encrypted to the session key, signed by the client
+%% key, holding a request envelope (couch_pgp_envelope). Its plaintext body replaces the
+%% request body in mochiweb's cache, where every CouchDB body reader finds it. The response
+%% is then replaced by `{"pgp": "<armored message>"}' with `X-PGP-Encrypted: 1': a response
+%% envelope encrypted to the client key and signed by the session key. A response that cannot
+%% be encrypted is never sent in plaintext.
+-module(couch_pgp_chttpd).
+-include_lib("couch/include/couch_db.hrl").
+
+-export([before_request/1, before_response/4]).
+
+-define(CTX, couch_pgp_ctx).
+-define(CTYPE, "application/pgp-encrypted").
+-define(SESSION_HEADER, "X-PGP-Session").
+
+before_request(#httpd{mochi_req = M} = Req) ->
+    %% The process serves several requests on a keep-alive connection.
+    erase(?CTX),
+    case is_encrypted(M) of
+        true ->
+            [decrypt_request(Req)];
+        false ->
+            refuse_plaintext_if_required(Req),
+            [Req]
+    end.
+
+before_response(Req, Code, Headers, Body) ->
+    case get(?CTX) of
+        undefined -> [Req, Code, Headers, Body];
+        Ctx -> encrypt_response(Ctx, Req, Code, Headers, Body)
+    end.
+
+%% ----------------------------------------------------------------- requests
+
+is_encrypted(M) ->
+    case mochiweb_request:get_primary_header_value("content-type", M) of
+        undefined -> false;
+        CType -> string:lowercase(CType) =:= ?CTYPE
+    end.
+
+refuse_plaintext_if_required(#httpd{path_parts = Parts, method = Method}) ->
+    case exempt(Method, Parts) of
+        true -> ok;
+        false ->
+            Db = case Parts of
+                [<<"_", _/binary>> | _] -> undefined;
+                [D | _] -> D;
+                [] -> undefined
+            end,
+            couch_pgp_config:require_encryption(Db) andalso refuse(encryption_required)
+    end.
+
+%% What a client needs before it can encrypt: the server key, the login, a session.
+exempt(_, []) -> true;
+exempt(_, [<<"_up">>]) -> true;
+exempt(_, [<<"_session">>]) -> true;
+exempt(_, [<<"_pgp">> | _]) -> true;
+exempt('OPTIONS', _) -> true;
+exempt(_, _) -> false.
+
+decrypt_request(#httpd{mochi_req = M, method = Method} = Req) ->
+    Session = session_from_header(M),
+    %% From here on the client's key is known, so even a refusal is sent encrypted.
+    put(?CTX, #{session => Session, nonce => <<>>}),
+    refuse_unsupported(Req),
+    Max = chttpd_util:get_chttpd_config_integer("max_http_request_size", 4294967296),
+    Msg = mochiweb_request:recv_body(Max, M),
+    Plain =
+        case couch_pgp:decrypt(Msg, couch_pgp_session:key(Session),
+                               #{verify_with => [couch_pgp_session:client_cert(Session)],
+                                 max_size => Max}) of
+            {ok, P, _Signers} -> P;
+            {error, Reason} -> count_and_refuse(Reason)
+        end,
+    Envelope =
+        case couch_pgp_envelope:parse_request(Plain) of
+            {ok, E} -> E;
+            {error, R} -> count_and_refuse(R)
+        end,
+    {Path, Query} = split_raw_path(mochiweb_request:get(raw_path, M)),
+    %% Clients cannot send a body with GET, so a POST may carry an envelope for any method:
+    %% the envelope is signed, and it is the request that runs.
+    Inner = inner_method(Method, maps:get(method, Envelope)),
+    Actual = #{method => atom_to_binary(Inner), path => Path, query => Query},
+    Now = erlang:system_time(millisecond),
+    Skew = couch_pgp_config:max_skew_ms(),
+    case couch_pgp_envelope:check_request(Envelope, Actual, {Now, Skew}) of
+        ok -> ok;
+        {error, Why} -> count_and_refuse(Why)
+    end,
+    #{nonce := Nonce, content_type := InnerType, body := Body} = Envelope,
+    case couch_pgp_cache:seen_nonce(couch_pgp_session:user(Session), Nonce, Now + 2 * Skew) of
+        true -> count_and_refuse(replay);
+        false -> ok
+    end,
+    refuse_unsupported_type(InnerType),
+    couch_stats:increment_counter([couch_pgp, requests_decrypted]),
+    put(?CTX, #{session => Session, nonce => Nonce}),
+    Req#httpd{method = Inner, mochi_req = with_body(M, Inner, InnerType, Body)}.
+
+inner_method('POST', EnvMethod) ->
+    Known = [<<"GET">>, <<"HEAD">>, <<"POST">>, <<"PUT">>, <<"DELETE">>, <<"COPY">>],
+    case lists:member(EnvMethod, Known) of
+        true -> binary_to_existing_atom(EnvMethod);
+        false -> count_and_refuse(wrong_method)
+    end;
+inner_method(Method, _EnvMethod) ->
+    Method.
+
+session_from_header(M) ->
+    case mochiweb_request:get_header_value(?SESSION_HEADER, M) of
+        undefined ->
+            count_and_refuse(no_session);
+        Token ->
+            case couch_pgp_keystore:status() of
+                loaded -> ok;
+                {error, _} -> refuse(unavailable)
+            end,
+            case couch_pgp_tokens:open(list_to_binary(Token)) of
+                {ok, Session} -> Session;
+                {error, Reason} -> count_and_refuse(Reason)
+            end
+    end.
+
+%% Bodies CouchDB reads from the socket itself (attachments, multipart) and responses it
+%% streams cannot go through here; refuse them before anything runs.
+refuse_unsupported(#httpd{path_parts = Parts}) ->
+    case streams(Parts) of
+        true -> refuse(streamed);
+        false -> ok
+    end,
+    case attachment_path(Parts) of
+        true -> refuse(unsupported_body);
+        false -> ok
+    end.
+
+refuse_unsupported_type(InnerType) ->
+    case string:prefix(string:lowercase(InnerType), <<"multipart/">>) of
+        nomatch -> ok;
+        _ -> refuse(unsupported_body)
+    end.
+
+streams(Parts) ->
+    Streaming = [<<"_all_docs">>, <<"_changes">>, <<"_find">>, <<"_view">>, <<"_design_docs">>,
+                 <<"_local_docs">>, <<"_bulk_get">>, <<"_all_dbs">>, <<"_show">>, <<"_list">>,
+                 <<"_update">>, <<"_rewrite">>, <<"_search">>, <<"_nouveau">>,
+                 <<"_db_updates">>, <<"_scheduler">>],
+    lists:any(fun(P) -> lists:member(P, Streaming) end, Parts).
+
+attachment_path([<<"_", _/binary>> | _]) -> false;
+attachment_path([_Db, <<"_design">>, _DDoc, <<"_", _/binary>> | _]) -> false;
+attachment_path([_Db, <<"_design">>, _DDoc, _Att | _]) -> true;
+attachment_path([_Db, <<"_local">> | _]) -> false;
+attachment_path([_Db, <<"_", _/binary>> | _]) -> false;
+attachment_path([_Db, _Doc, _Att | _]) -> true;
+attachment_path(_) -> false.
+
+split_raw_path(RawPath) ->
+    case string:split(list_to_binary(RawPath), <<"?">>) of
+        [Path, Query] -> {Path, Query};
+        [Path] -> {Path, <<>>}
+    end.
+
+%% A copy of the mochiweb request with the inner method, whose body is `Body' and whose
+%% headers describe it.
+with_body(M, Method, ContentType, Body) ->
+    put(mochiweb_request_body, Body),
+    put(mochiweb_request_body_length, byte_size(Body)),
+    Headers0 = mochiweb_request:get(headers, M),
+    Headers1 = lists:foldl(fun(K, H) -> mochiweb_headers:delete_any(K, H) end, Headers0,
+                           ["Content-Encoding", "Transfer-Encoding", ?SESSION_HEADER]),
+    Headers = mochiweb_headers:enter("Content-Type", binary_to_list(ContentType),
+                  mochiweb_headers:enter("Content-Length", integer_to_list(byte_size(Body)),
+                                         Headers1)),
+    mochiweb_request:new(mochiweb_request:get(socket, M), mochiweb_request:get(opts, M),
+                         Method, mochiweb_request:get(raw_path, M),
+                         mochiweb_request:get(version, M), Headers).
+
+count_and_refuse(Reason) ->
+    couch_stats:increment_counter([couch_pgp, requests_refused]),
+    refuse(Reason).
+
+refuse(Reason) ->
+    throw(couch_pgp_http_errors:to_chttpd(Reason)).
+
+%% ----------------------------------------------------------------- responses
+
+encrypt_response(#{session := Session, nonce := Nonce} = Ctx, Req, Code, Headers, Body) ->
+    case response_plaintext(Body) of
+        {ok, ContentType, Plain} ->
+            Envelope = couch_pgp_envelope:response(Code, Nonce, ContentType, Plain),
+            case couch_pgp:encrypt(Envelope, [couch_pgp_session:client_cert(Session)],
+                                   #{sign_with => couch_pgp_session:key(Session)}) of
+                {ok, Armored} ->
+                    couch_stats:increment_counter([couch_pgp, responses_encrypted]),
+                    %% The ETag is derived from the plaintext body.
+                    Headers1 = [{"X-PGP-Encrypted", "1"} | drop_header("ETag", Headers)],
+                    case is_binary(Body) of
+                        %% A raw response is sent as it is: send the message itself.
+                        true ->
+                            [Req, Code, [{"Content-Type", ?CTYPE} | drop_header("Content-Type", Headers1)],
+                             Armored];
+                        %% A JSON response is encoded after this hook: wrap the message.
+                        false ->
+                            [Req, Code, Headers1, {[{<<"pgp">>, Armored}]}]
+                    end;
+                {error, _} ->
+                    %% No plaintext instead: drop the context so that the error response to
+                    %% this throw is not encrypted either, and CouchDB closes the exchange.
+                    erase(?CTX),
+                    couch_stats:increment_counter([couch_pgp, responses_refused]),
+                    exit({shutdown, couch_pgp_cannot_encrypt})
+            end;
+        streamed ->
+            %% Refused before it ran where the path says so; this is the safety net.
+            put(?CTX, Ctx),
+            refuse(streamed)
+    end.
+
+response_plaintext(Body) when is_binary(Body) ->
+    {ok, <<"application/octet-stream">>, Body};
+response_plaintext(Body) when Body =:= chunked; is_integer(Body); Body =:= undefined ->
+    streamed;
+response_plaintext({length, _}) ->
+    streamed;
+response_plaintext(Body) ->
+    {ok, <<"application/json">>, iolist_to_binary(?JSON_ENCODE(Body))}.
+
+drop_header(Name, Headers) ->
+    Lower = string:lowercase(Name),
+    [H || {K, _} = H <- Headers, string:lowercase(couch_util:to_list(K)) =/= Lower].

@@ -1,0 +1,41 @@
+%% @doc `[couch_pgp]' settings, read on use (config lookups are persistent_term reads), so
+%% a change takes effect on the next request without a restart.
+-module(couch_pgp_config).
+
+-export([token_secret/0, session_lifetime/0, max_skew_ms/0, require_encryption/1]).
+
+%% @doc The key that seals session tokens: from `[couch_pgp] secret', else from
+%% `[chttpd_auth] secret' (which every node of a cluster must already share for cookies).
+-spec token_secret() -> {ok, binary()} | {error, no_secret}.
+token_secret() ->
+    case config:get("couch_pgp", "secret", undefined) of
+        undefined ->
+            case config:get("chttpd_auth", "secret", undefined) of
+                undefined -> {error, no_secret};
+                S -> {ok, couch_pgp_session:derive_secret(S)}
+            end;
+        S ->
+            {ok, couch_pgp_session:derive_secret(S)}
+    end.
+
+%% @doc Seconds a couch_pgp session lasts (default: CouchDB's own session timeout).
+-spec session_lifetime() -> pos_integer().
+session_lifetime() ->
+    Default = config:get_integer("chttpd_auth", "timeout", 600),
+    max(1, config:get_integer("couch_pgp", "session_lifetime", Default)).
+
+%% @doc How far an encrypted request's timestamp may be from the node's clock.
+-spec max_skew_ms() -> pos_integer().
+max_skew_ms() ->
+    1000 * max(1, config:get_integer("couch_pgp", "max_clock_skew", 300)).
+
+%% @doc Whether plaintext requests to this database (or to the node, for `undefined') are
+%% refused: `[couch_pgp] require_encryption = true' for all, or the database listed in
+%% `[couch_pgp] require_encryption_dbs' (comma separated).
+-spec require_encryption(binary() | undefined) -> boolean().
+require_encryption(Db) ->
+    config:get_boolean("couch_pgp", "require_encryption", false) orelse
+        (is_binary(Db) andalso
+            lists:member(binary_to_list(Db),
+                         [string:trim(S) || S <- string:split(
+                             config:get("couch_pgp", "require_encryption_dbs", ""), ",", all)])).
