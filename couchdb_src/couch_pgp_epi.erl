@@ -13,7 +13,8 @@ providers() ->
     [
         {chttpd, couch_pgp_chttpd},
         {chttpd_handlers, couch_pgp_httpd_handlers},
-        {chttpd_auth, couch_pgp_chttpd_auth}
+        {chttpd_auth, couch_pgp_chttpd_auth},
+        {couch_db, couch_pgp_couch_db}
     ].
 
 services() ->
