@@ -42,8 +42,8 @@ is_encrypted(M) ->
         CType -> string:lowercase(CType) =:= ?CTYPE
     end.
 
-refuse_plaintext_if_required(#httpd{path_parts = Parts, method = Method}) ->
-    case exempt(Method, Parts) of
+refuse_plaintext_if_required(#httpd{path_parts = Parts, method = Method, mochi_req = M}) ->
+    case exempt(Method, Parts) orelse couch_pgp_tunnel:is_inner(M) of
         true -> ok;
         false ->
             Db = case Parts of

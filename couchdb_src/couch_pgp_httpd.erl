@@ -66,6 +66,9 @@ handle_pgp_req(#httpd{method = 'GET', path_parts = [<<"_pgp">>, <<"session">>]} 
     end;
 handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
     chttpd:send_method_not_allowed(Req, "GET,POST");
+handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"tunnel">>]} = Req) ->
+    _ = authenticated_user(Req),
+    couch_pgp_tunnel:handle(Req);
 handle_pgp_req(Req) ->
     chttpd:send_json(Req, 404, {[
         {<<"error">>, <<"not_found">>},

@@ -1,0 +1,134 @@
+%% @doc `POST /_pgp/tunnel': one encrypted envelope carries a whole inner request (method,
+%% path, query, headers, body), for the endpoints whose responses CouchDB streams
+%% (`_all_docs', `_changes', `_find', views, attachments) and so cannot be encrypted in
+%% place. The inner request runs against this node's own HTTP listener over loopback, as
+%% the caller (with the caller's own credentials), its whole response is buffered, and it
+%% goes back as the body of the tunnel's response, which before_response encrypts. Document
+%% ids in inner URLs never appear on the wire.
+%%
+%% Inner request (the tunnel envelope's body, JSON):
+%%   {"method": "GET", "path": "/db/_all_docs", "query": "include_docs=true",
+%%    "headers": {"Accept": "application/json"}, "body": "", "body_base64": false}
+%% Tunnel response (encrypted like any other):
+%%   {"status": 200, "headers": {"content-type": "..."}, "body": "...", "body_base64": false}
+-module(couch_pgp_tunnel).
+-include_lib("couch/include/couch_db.hrl").
+
+-export([handle/1, is_inner/1]).
+
+-define(MARK_HEADER, "X-PGP-Tunnel-Mark").
+
+%% Headers the caller may not set on the inner request: hop-by-hop ones, and the
+%% credentials, which are always the outer request's own.
+-define(DROPPED, ["host", "content-length", "authorization", "cookie", "connection",
+                  "transfer-encoding", "content-type", "x-pgp-session", "x-pgp-tunnel-mark"]).
+-define(TIMEOUT, 300000).
+
+handle(#httpd{method = 'POST'} = Req) ->
+    get(couch_pgp_ctx) =/= undefined orelse
+        throw({bad_request, <<"pgp_tunnel_plaintext">>,
+               <<"The tunnel only takes encrypted requests.">>}),
+    {Props} = chttpd:json_body_obj(Req),
+    Inner = parse_inner(Props),
+    {Status, RespHeaders, RespBody} = run(Req, Inner),
+    {Body, IsBase64} = case unicode:characters_to_binary(RespBody) of
+        Text when is_binary(Text) -> {Text, false};
+        _ -> {base64:encode(RespBody), true}
+    end,
+    chttpd:send_json(Req, 200, {[
+        {<<"status">>, Status},
+        {<<"headers">>, {[{list_to_binary(string:lowercase(K)), list_to_binary(V)}
+                          || {K, V} <- RespHeaders, keep_response_header(K)]}},
+        {<<"body">>, Body},
+        {<<"body_base64">>, IsBase64}
+    ]});
+handle(Req) ->
+    chttpd:send_method_not_allowed(Req, "POST").
+
+parse_inner(Props) ->
+    Method = couch_util:get_value(<<"method">>, Props),
+    Path = couch_util:get_value(<<"path">>, Props),
+    Query = couch_util:get_value(<<"query">>, Props, <<>>),
+    {Headers} = couch_util:get_value(<<"headers">>, Props, {[]}),
+    Body0 = couch_util:get_value(<<"body">>, Props, <<>>),
+    Valid = lists:member(Method, [<<"GET">>, <<"HEAD">>, <<"POST">>, <<"PUT">>, <<"DELETE">>,
+                                  <<"COPY">>])
+        andalso is_binary(Path) andalso is_binary(Query) andalso is_binary(Body0)
+        andalso binary:first(<<Path/binary, " ">>) =:= $/
+        andalso binary:match(Path, [<<"\r">>, <<"\n">>, <<" ">>, <<"#">>, <<"?">>]) =:= nomatch
+        andalso binary:match(Query, [<<"\r">>, <<"\n">>, <<" ">>, <<"#">>]) =:= nomatch
+        andalso not tunnel_path(Path),
+    Valid orelse throw({bad_request, <<"pgp_tunnel_request">>,
+                        <<"The inner request needs method, an absolute path (not the tunnel), "
+                          "query and body strings.">>}),
+    Body = case couch_util:get_value(<<"body_base64">>, Props, false) of
+        true -> try base64:decode(Body0)
+                catch _:_ -> throw({bad_request, <<"pgp_tunnel_request">>, <<"Bad base64 body.">>})
+                end;
+        _ -> Body0
+    end,
+    #{method => binary_to_existing_atom(string:lowercase(Method)), path => Path, query => Query,
+      headers => [{binary_to_list(K), binary_to_list(V)} || {K, V} <- Headers, is_binary(V),
+                  not lists:member(string:lowercase(binary_to_list(K)), ?DROPPED)],
+      content_type => header(Headers, <<"content-type">>, <<"application/json">>),
+      body => Body}.
+
+tunnel_path(Path) ->
+    binary:match(string:lowercase(Path), <<"/_pgp">>) =/= nomatch.
+
+header(Headers, Name, Default) ->
+    case [V || {K, V} <- Headers, string:lowercase(K) =:= Name] of
+        [V | _] -> V;
+        [] -> Default
+    end.
+
+%% The inner request goes to this node's own listener, authenticated exactly as the outer
+%% one was.
+run(Req, #{method := Method, path := Path, query := Query, headers := Headers,
+           content_type := CType, body := Body}) ->
+    Credentials = [{K, V} || K <- ["Authorization", "Cookie"],
+                             V <- [chttpd:header_value(Req, K)], V =/= undefined],
+    Url = lists:flatten([loopback_base(), binary_to_list(Path),
+                         [[$?, binary_to_list(Query)] || Query =/= <<>>]]),
+    AllHeaders = [{"Content-Type", binary_to_list(CType)}, {?MARK_HEADER, mark()}
+                  | Credentials ++ Headers],
+    case ibrowse:send_req(Url, AllHeaders, Method, Body,
+                          [{response_format, binary}], ?TIMEOUT) of
+        {ok, Status, RespHeaders, RespBody} ->
+            {list_to_integer(Status), RespHeaders, RespBody};
+        {error, _} ->
+            throw({service_unavailable, <<"couch_pgp: the tunnel could not reach this node.">>})
+    end.
+
+loopback_base() ->
+    Port = config:get("chttpd", "port", "5984"),
+    Host = case config:get("chttpd", "bind_address", "127.0.0.1") of
+        Any when Any =:= "0.0.0.0"; Any =:= "any" -> "127.0.0.1";
+        "::" -> "[::1]";
+        Addr -> Addr
+    end,
+    "http://" ++ Host ++ ":" ++ Port.
+
+keep_response_header(K) ->
+    lists:member(string:lowercase(K), ["content-type", "etag", "location", "x-couch-request-id",
+                                      "x-couchdb-body-time", "cache-control"]).
+
+%% @doc Whether a request is this node's own tunnel traffic (it then passes the
+%% require_encryption policy: its outer request was encrypted). The mark is a per-node
+%% random secret that never leaves the node.
+-spec is_inner(term()) -> boolean().
+is_inner(MochiReq) ->
+    case mochiweb_request:get_header_value(?MARK_HEADER, MochiReq) of
+        undefined -> false;
+        Value -> crypto:hash_equals(crypto:hash(sha256, Value), crypto:hash(sha256, mark()))
+    end.
+
+mark() ->
+    case persistent_term:get({?MODULE, mark}, undefined) of
+        undefined ->
+            Mark = binary_to_list(binary:encode_hex(crypto:strong_rand_bytes(32))),
+            persistent_term:put({?MODULE, mark}, Mark),
+            Mark;
+        Mark ->
+            Mark
+    end.
