@@ -66,6 +66,21 @@ handle_pgp_req(#httpd{method = 'GET', path_parts = [<<"_pgp">>, <<"session">>]} 
     end;
 handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
     chttpd:send_method_not_allowed(Req, "GET,POST");
+%% The worked example of couch_pgp_request in a handler (see the README): who is asking,
+%% and through which key. Encrypted requests get an encrypted answer without the handler
+%% doing anything about it.
+handle_pgp_req(#httpd{method = Method, path_parts = [<<"_pgp">>, <<"whoami">>]} = Req)
+        when Method =:= 'GET'; Method =:= 'POST' ->
+    User = authenticated_user(Req),
+    Client = case couch_pgp_request:client_fingerprint(Req) of
+        {ok, Fpr} -> Fpr;
+        {error, not_encrypted} -> null
+    end,
+    chttpd:send_json(Req, 200, {[
+        {<<"user">>, User},
+        {<<"encrypted">>, couch_pgp_request:is_encrypted(Req)},
+        {<<"client_fingerprint">>, Client}
+    ]});
 handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"tunnel">>]} = Req) ->
     _ = authenticated_user(Req),
     couch_pgp_tunnel:handle(Req);
