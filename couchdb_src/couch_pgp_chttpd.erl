@@ -62,25 +62,14 @@ exempt(_, [<<"_pgp">> | _]) -> true;
 exempt('OPTIONS', _) -> true;
 exempt(_, _) -> false.
 
-decrypt_request(#httpd{mochi_req = M, method = Method} = Req) ->
-    Session = session_from_header(M),
-    %% From here on the client's key is known, so even a refusal is sent encrypted.
-    put(?CTX, #{session => Session, nonce => <<>>}),
+decrypt_request(#httpd{mochi_req = M, method = Method, path_parts = Parts} = Req) ->
+    Peer = peer(M, Method, Parts),
+    %% From here on a reply key may be known, so even a refusal can be sent encrypted.
+    maps:get(client_cert, Peer) =/= undefined andalso put(?CTX, Peer#{nonce => <<>>}),
     refuse_unsupported(Req),
     Max = chttpd_util:get_chttpd_config_integer("max_http_request_size", 4294967296),
     Msg = mochiweb_request:recv_body(Max, M),
-    Plain =
-        case couch_pgp:decrypt(Msg, couch_pgp_session:key(Session),
-                               #{verify_with => [couch_pgp_session:client_cert(Session)],
-                                 max_size => Max}) of
-            {ok, P, _Signers} -> P;
-            {error, Reason} -> count_and_refuse(Reason)
-        end,
-    Envelope =
-        case couch_pgp_envelope:parse_request(Plain) of
-            {ok, E} -> E;
-            {error, R} -> count_and_refuse(R)
-        end,
+    {Envelope, ClientCert} = open_envelope(Msg, Peer, Max),
     {Path, Query} = split_raw_path(mochiweb_request:get(raw_path, M)),
     %% Clients cannot send a body with GET, so a POST may carry an envelope for any method:
     %% the envelope is signed, and it is the request that runs.
@@ -93,14 +82,77 @@ decrypt_request(#httpd{mochi_req = M, method = Method} = Req) ->
         {error, Why} -> count_and_refuse(Why)
     end,
     #{nonce := Nonce, content_type := InnerType, body := Body} = Envelope,
-    case couch_pgp_cache:seen_nonce(couch_pgp_session:user(Session), Nonce, Now + 2 * Skew) of
+    case couch_pgp_cache:seen_nonce(couch_pgp:fingerprint(ClientCert), Nonce, Now + 2 * Skew) of
         true -> count_and_refuse(replay);
         false -> ok
     end,
     refuse_unsupported_type(InnerType),
     couch_stats:increment_counter([couch_pgp, requests_decrypted]),
-    put(?CTX, #{session => Session, nonce => Nonce}),
+    put(?CTX, Peer#{client_cert => ClientCert, nonce => Nonce}),
     Req#httpd{method = Inner, mochi_req = with_body(M, Inner, InnerType, Body)}.
+
+%% Who is on the other end, and with which keys: a session from its token; or, for a login
+%% (`POST /_session' without a session), the server identity key, with the client's
+%% certificate to be read from the envelope itself.
+peer(M, Method, Parts) ->
+    case mochiweb_request:get_header_value(?SESSION_HEADER, M) of
+        undefined when Method =:= 'POST', Parts =:= [<<"_session">>] ->
+            case couch_pgp_keystore:identity() of
+                {ok, #{key := Identity}} ->
+                    #{key => Identity, sign_key => Identity, client_cert => undefined,
+                      user => undefined, login => true};
+                {error, _} ->
+                    refuse(unavailable)
+            end;
+        undefined ->
+            count_and_refuse(no_session);
+        Token ->
+            case couch_pgp_keystore:status() of
+                loaded -> ok;
+                {error, _} -> refuse(unavailable)
+            end,
+            case couch_pgp_tokens:open(list_to_binary(Token)) of
+                {ok, Session} ->
+                    Key = couch_pgp_session:key(Session),
+                    #{key => Key, sign_key => Key,
+                      client_cert => couch_pgp_session:client_cert(Session),
+                      user => couch_pgp_session:user(Session), login => false};
+                {error, Reason} ->
+                    count_and_refuse(Reason)
+            end
+    end.
+
+%% The envelope, checked to be signed by the client: the session's client key, or for a
+%% login, the certificate the envelope carries (decrypted once to read it, once to verify).
+open_envelope(Msg, #{key := Key, client_cert := undefined}, Max) ->
+    Envelope = parse_envelope(decrypt(Msg, Key, #{max_size => Max})),
+    Cert = case maps:get(client_cert, Envelope) of
+        C when is_binary(C) ->
+            case couch_pgp:import_cert(C) of
+                {ok, Imported} -> Imported;
+                {error, R} -> count_and_refuse(R)
+            end;
+        undefined ->
+            count_and_refuse(bad_envelope)
+    end,
+    _ = decrypt(Msg, Key, #{verify_with => [Cert], max_size => Max}),
+    put(?CTX, #{key => Key, sign_key => Key, client_cert => Cert, user => undefined,
+                login => true, nonce => <<>>}),
+    {Envelope, Cert};
+open_envelope(Msg, #{key := Key, client_cert := Cert}, Max) ->
+    {parse_envelope(decrypt(Msg, Key, #{verify_with => [Cert], max_size => Max})), Cert}.
+
+decrypt(Msg, Key, Opts) ->
+    case couch_pgp:decrypt(Msg, Key, Opts) of
+        {ok, Plain, _Signers} -> Plain;
+        {error, Reason} -> count_and_refuse(Reason)
+    end.
+
+parse_envelope(Plain) ->
+    case couch_pgp_envelope:parse_request(Plain) of
+        {ok, E} -> E;
+        {error, R} -> count_and_refuse(R)
+    end.
 
 inner_method('POST', EnvMethod) ->
     Known = [<<"GET">>, <<"HEAD">>, <<"POST">>, <<"PUT">>, <<"DELETE">>, <<"COPY">>],
@@ -110,21 +162,6 @@ inner_method('POST', EnvMethod) ->
     end;
 inner_method(Method, _EnvMethod) ->
     Method.
-
-session_from_header(M) ->
-    case mochiweb_request:get_header_value(?SESSION_HEADER, M) of
-        undefined ->
-            count_and_refuse(no_session);
-        Token ->
-            case couch_pgp_keystore:status() of
-                loaded -> ok;
-                {error, _} -> refuse(unavailable)
-            end,
-            case couch_pgp_tokens:open(list_to_binary(Token)) of
-                {ok, Session} -> Session;
-                {error, Reason} -> count_and_refuse(Reason)
-            end
-    end.
 
 %% Bodies CouchDB reads from the socket itself (attachments, multipart) and responses it
 %% streams cannot go through here; refuse them before anything runs.
@@ -189,12 +226,13 @@ refuse(Reason) ->
 
 %% ----------------------------------------------------------------- responses
 
-encrypt_response(#{session := Session, nonce := Nonce} = Ctx, Req, Code, Headers, Body) ->
+encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonce} = Ctx,
+                 Req, Code, Headers, Body0) ->
+    Body = with_login_session(Ctx, Code, Body0),
     case response_plaintext(Body) of
         {ok, ContentType, Plain} ->
             Envelope = couch_pgp_envelope:response(Code, Nonce, ContentType, Plain),
-            case couch_pgp:encrypt(Envelope, [couch_pgp_session:client_cert(Session)],
-                                   #{sign_with => couch_pgp_session:key(Session)}) of
+            case couch_pgp:encrypt(Envelope, [ClientCert], #{sign_with => SignKey}) of
                 {ok, Armored} ->
                     couch_stats:increment_counter([couch_pgp, responses_encrypted]),
                     %% The ETag is derived from the plaintext body.
@@ -220,6 +258,28 @@ encrypt_response(#{session := Session, nonce := Nonce} = Ctx, Req, Code, Headers
             put(?CTX, Ctx),
             refuse(streamed)
     end.
+
+%% A successful encrypted login also starts a couch_pgp session for that user and client
+%% key: its description (token, session certificate, signed statement) rides in the login
+%% response, so that the next request can already be encrypted.
+with_login_session(#{login := true, client_cert := Cert}, 200, {Props}) when is_list(Props) ->
+    %% CouchDB builds this body with atom keys.
+    Get = fun(K) -> couch_util:get_value(K, Props, couch_util:get_value(binary_to_atom(K), Props)) end,
+    case {Get(<<"ok">>), Get(<<"name">>)} of
+        {true, User} when is_binary(User) ->
+            case couch_pgp_tokens:issue(User, Cert) of
+                {ok, Token, Session} ->
+                    couch_log:notice("couch_pgp audit: session created at login user=~s client=~s",
+                                     [User, couch_pgp:fingerprint(Cert)]),
+                    {Props ++ [{<<"pgp_session">>, couch_pgp_tokens:describe(Token, Session)}]};
+                {error, _} ->
+                    {Props}
+            end;
+        _ ->
+            {Props}
+    end;
+with_login_session(_Ctx, _Code, Body) ->
+    Body.
 
 response_plaintext(Body) when is_binary(Body) ->
     {ok, <<"application/octet-stream">>, Body};

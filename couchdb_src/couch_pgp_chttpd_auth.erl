@@ -12,19 +12,17 @@
 
 authorize(#httpd{user_ctx = UserCtx, path_parts = Parts} = Req) ->
     case get(couch_pgp_ctx) of
-        #{session := Session} ->
+        #{user := SessionUser} when is_binary(SessionUser) ->
             case UserCtx of
-                #user_ctx{name = null} ->
-                    throw(couch_pgp_http_errors:to_chttpd(no_user));
-                #user_ctx{name = Name} ->
-                    case Name =:= couch_pgp_session:user(Session) of
-                        true -> ok;
-                        false -> throw(couch_pgp_http_errors:to_chttpd(wrong_user))
-                    end;
+                #user_ctx{name = SessionUser} ->
+                    ok;
+                #user_ctx{name = Name} when is_binary(Name) ->
+                    throw(couch_pgp_http_errors:to_chttpd(wrong_user));
                 _ ->
                     throw(couch_pgp_http_errors:to_chttpd(no_user))
             end;
-        undefined ->
+        _ ->
+            %% Plaintext, or a login (whose body authenticates it).
             ok
     end,
     case Parts of

@@ -18,8 +18,8 @@ is_encrypted(#httpd{}) ->
 -spec client_cert(#httpd{}) -> {ok, binary()} | {error, not_encrypted}.
 client_cert(#httpd{}) ->
     case get(couch_pgp_ctx) of
-        #{session := S} -> {ok, couch_pgp_session:client_cert(S)};
-        undefined -> {error, not_encrypted}
+        #{client_cert := Cert} when is_binary(Cert) -> {ok, Cert};
+        _ -> {error, not_encrypted}
     end.
 
 %% @doc Its fingerprint.
@@ -35,6 +35,6 @@ client_fingerprint(Req) ->
 -spec session_user(#httpd{}) -> {ok, binary()} | {error, not_encrypted}.
 session_user(#httpd{}) ->
     case get(couch_pgp_ctx) of
-        #{session := S} -> {ok, couch_pgp_session:user(S)};
-        undefined -> {error, not_encrypted}
+        #{user := User} when is_binary(User) -> {ok, User};
+        _ -> {error, not_encrypted}
     end.

@@ -15,7 +15,8 @@
 -export_type([request/0]).
 
 -type request() :: #{method := binary(), path := binary(), query := binary(), ts := integer(),
-                     nonce := binary(), content_type := binary(), body := binary()}.
+                     nonce := binary(), content_type := binary(), body := binary(),
+                     client_cert := binary() | undefined}.
 
 -define(MIN_NONCE_BYTES, 16).
 
@@ -32,7 +33,9 @@ parse_request(Plain) ->
                 ts => Get(<<"ts">>),
                 nonce => Get(<<"nonce">>),
                 content_type => Get(<<"content_type">>),
-                body => Get(<<"body">>)
+                body => Get(<<"body">>),
+                %% Only in a login envelope, which has no session to name the client.
+                client_cert => Get(<<"client_cert">>)
             },
             case Get(<<"v">>) =:= 1 andalso well_typed(Env) of
                 true -> {ok, Env};
@@ -92,8 +95,8 @@ request(Method, Path, Query, Ts, ContentType, Body) ->
 %% ----------------------------------------------------------------- internal
 
 well_typed(#{method := M, path := P, query := Q, ts := Ts, nonce := N, content_type := C,
-             body := B}) ->
-    is_binary(M) andalso is_binary(P) andalso is_binary(Q) andalso is_integer(Ts)
+             body := B, client_cert := Cert}) ->
+    (Cert =:= undefined orelse is_binary(Cert)) andalso is_binary(M) andalso is_binary(P) andalso is_binary(Q) andalso is_integer(Ts)
         andalso is_binary(N) andalso is_binary(C) andalso is_binary(B).
 
 decoded_nonce_ok(Nonce) ->
