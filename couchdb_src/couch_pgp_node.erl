@@ -20,6 +20,7 @@ start_link() ->
             {error, {already_loaded, couch_pgp}} -> ok
         end,
         _ = couch_stats:reload(),
+        conceal_secrets(),
         ensure_secret(),
         case couch_pgp_sup:start_link(keystore_opts()) of
             {ok, Pid} ->
@@ -46,6 +47,17 @@ keystore_opts() ->
             config:get("couch_pgp", "user_id", "CouchDB couch_pgp server")),
         log => fun log/3
     }.
+
+%% CouchDB logs every config change with its value, except for keys its `config' app
+%% lists as sensitive: add ours before anything sets them.
+conceal_secrets() ->
+    Sensitive = application:get_env(config, sensitive, #{}),
+    Ours = lists:usort(["passphrase", "secret"] ++
+                       case maps:get("couch_pgp", Sensitive, []) of
+                           L when is_list(L) -> L;
+                           _ -> []
+                       end),
+    application:set_env(config, sensitive, Sensitive#{"couch_pgp" => Ours}).
 
 %% Sessions are sealed under a secret that every node must share. CouchDB's own
 %% `[chttpd_auth] secret' serves when set; with neither it nor `[couch_pgp] secret', a

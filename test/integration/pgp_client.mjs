@@ -1,0 +1,131 @@
+// An independent couch_pgp client for the integration tests, written from the README's
+// protocol description on OpenPGP.js alone: it shares no code with the server.
+import * as openpgp from 'openpgp';
+import crypto from 'node:crypto';
+
+/** RFC 8785: JSON.stringify's strings and numbers, members sorted by UTF-16 code units. */
+export function jcs(v) {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(jcs).join(',')}]`;
+  return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${jcs(v[k])}`).join(',')}}`;
+}
+
+export async function newKey(name = 'client') {
+  const { privateKey, publicKey } = await openpgp.generateKey({
+    type: 'curve25519', userIDs: [{ name }], format: 'object',
+  });
+  return { privateKey, publicKey, fingerprint: publicKey.getFingerprint().toUpperCase() };
+}
+
+export const nonce = () => crypto.randomBytes(16).toString('base64');
+
+export function envelope(method, path, query, body, extra = {}) {
+  return { v: 1, method, path, query, ts: Date.now(), nonce: nonce(),
+    content_type: 'application/json', body, ...extra };
+}
+
+/** Encrypts `env` (an object, or raw text) to `to`, signed by `signer` (or unsigned). */
+export async function seal(env, to, signer, { armor = true } = {}) {
+  const text = typeof env === 'string' ? env : JSON.stringify(env);
+  return openpgp.encrypt({
+    message: await openpgp.createMessage({ text }),
+    encryptionKeys: to,
+    signingKeys: signer || undefined,
+    format: armor ? 'armored' : 'binary',
+    config: { aeadProtect: false },
+  });
+}
+
+/** Opens a response message: decrypted, signature by `from` required. */
+export async function open(armored, key, from) {
+  const m = await openpgp.decrypt({
+    message: await openpgp.readMessage({ armoredMessage: armored }),
+    decryptionKeys: key, verificationKeys: from, expectSigned: true,
+  });
+  return JSON.parse(m.data);
+}
+
+/** Checks a session description against the pinned identity and our own key; throws on a
+ *  substituted session key. Returns the session certificate. */
+export async function checkSession(desc, identityCert, clientFpr) {
+  const verification = await openpgp.verify({
+    message: await openpgp.createMessage({ text: desc.statement }),
+    signature: await openpgp.readSignature({ armoredSignature: desc.statement_signature }),
+    verificationKeys: identityCert, expectSigned: true,
+  });
+  await verification.signatures[0].verified;
+  const statement = JSON.parse(desc.statement);
+  const sessionCert = await openpgp.readKey({ armoredKey: desc.session_cert });
+  if (statement.session_fingerprint !== sessionCert.getFingerprint().toUpperCase()) {
+    throw new Error('session certificate is not the one the identity key vouched for');
+  }
+  if (statement.client_fingerprint !== clientFpr) throw new Error('session is for another client key');
+  if (statement.identity_fingerprint !== identityCert.getFingerprint().toUpperCase()) {
+    throw new Error('statement names another identity');
+  }
+  return sessionCert;
+}
+
+/** A signed-document entry over the canonical payload (README "Signed documents"). */
+export async function signDoc(doc, key) {
+  const skip = new Set(['_rev', '_revisions', '_conflicts', '_deleted_conflicts', '_revs_info',
+    '_local_seq', 'pgp_signatures']);
+  const payload = Object.fromEntries(Object.entries(doc).filter(([k]) => !skip.has(k)));
+  const sig = await openpgp.sign({
+    message: await openpgp.createMessage({ binary: new TextEncoder().encode(jcs(payload)) }),
+    signingKeys: key.privateKey, detached: true, format: 'binary',
+  });
+  return { ...doc, pgp_signatures: [{ signer: key.fingerprint, sig: Buffer.from(sig).toString('base64') }] };
+}
+
+/** A client session against one CouchDB node (the harness's CouchDB object). */
+export class Client {
+  constructor(db, auth, key) {
+    this.db = db; this.auth = auth; this.key = key;
+  }
+
+  async pin(expectedFpr) {
+    const r = await this.db.json('/_pgp', { auth: null });
+    if (r.status !== 200) throw new Error(`GET /_pgp ${r.status}`);
+    if (expectedFpr && r.body.fingerprint !== expectedFpr) throw new Error('pin mismatch');
+    this.identity = await openpgp.readKey({ armoredKey: r.body.cert });
+    if (this.identity.getFingerprint().toUpperCase() !== r.body.fingerprint) throw new Error('pin mismatch');
+    return r.body.fingerprint;
+  }
+
+  async startSession() {
+    const r = await this.db.json('/_pgp/session', {
+      method: 'POST', auth: this.auth, body: { client_cert: this.key.publicKey.armor() },
+    });
+    if (r.status !== 201) throw new Error(`POST /_pgp/session ${r.status} ${r.text}`);
+    this.token = r.body.token;
+    this.sessionCert = await checkSession(r.body, this.identity, this.key.fingerprint);
+    return r.body;
+  }
+
+  /** Sends `env` (already sealed as `msg` if given) for real method/path/query; returns
+   *  {status, encrypted, env (the response envelope, checked), body (its parsed body)}. */
+  async send(method, path, query = '', body = '', { env, msg, outerMethod, token, auth } = {}) {
+    const e = env || envelope(method, path, query, body);
+    const m = msg || await seal(e, this.sessionCert, this.key.privateKey);
+    const outer = outerMethod || (method === 'GET' || method === 'HEAD' ? 'POST' : method);
+    const r = await this.db.request(path + (query ? `?${query}` : ''), {
+      method: outer, auth: auth === undefined ? this.auth : auth, body: m,
+      headers: { 'Content-Type': 'application/pgp-encrypted', 'X-PGP-Session': token || this.token },
+    });
+    return this.read(r, e);
+  }
+
+  async read(r, e, signer = this.sessionCert) {
+    const text = await r.text();
+    const encrypted = r.headers.get('x-pgp-encrypted') === '1';
+    if (!encrypted) {
+      let parsed = text; try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+      return { status: r.status, encrypted, body: parsed, text };
+    }
+    const resp = await open(JSON.parse(text).pgp, this.key.privateKey, signer);
+    if (resp.status !== r.status) throw new Error('response envelope status differs from HTTP status');
+    let parsed = resp.body; try { parsed = JSON.parse(resp.body); } catch { /* not JSON */ }
+    return { status: r.status, encrypted, env: resp, body: parsed, nonceMatches: resp.nonce === e.nonce };
+  }
+}
