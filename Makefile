@@ -1,5 +1,5 @@
 # Common commands; see README.md.
-.PHONY: setup build demo test test-rust test-erlang bench clean
+.PHONY: setup build demo test test-rust test-erlang bench clean install uninstall test-integration
 
 setup:
 	sh scripts/setup.sh
@@ -18,10 +18,34 @@ test-rust:
 test-erlang: build
 	rebar3 eunit
 
-test: setup test-rust test-erlang
+test: setup test-rust test-erlang test-integration
+
+# Plugin install into a built CouchDB 3.x release (never the one you run tests against:
+# test-integration installs into its own temporary copy).
+COUCHDB_HOME ?= /opt/couchdb
+
+install: build
+	sh scripts/install.sh "$(COUCHDB_HOME)"
+
+uninstall:
+	sh scripts/uninstall.sh "$(COUCHDB_HOME)"
+
+# Boots temporary copies of $(COUCHDB_HOME) (never modified) with the plugin installed;
+# the tests report as skipped when there is no CouchDB there.
+test-integration: build
+	@if [ ! -d test/integration/node_modules ]; then \
+	    (cd test/integration && npm ci --silent --no-audit --no-fund); fi
+	COUCHDB_HOME="$(COUCHDB_HOME)" COUCH_PGP_IT_PREBUILT=1 \
+	    node --test --test-reporter=tap test/integration/*.test.mjs
 
 bench: setup build
 	sh bench/run.sh
 
 clean:
 	rm -rf _build priv/*.so native/couch_pgp_nif/target
+
+# The SOP command line (native/couch_pgp_sop) against Debian's sqop: round trips both ways
+# and SOP exit codes. See native/couch_pgp_sop/INTEROP.md for the interoperability suite.
+.PHONY: test-sop
+test-sop:
+	sh test/sop/run.sh

@@ -26,7 +26,7 @@ if [ -n "$missing" ]; then
 fi
 
 # Node packages (OpenPGP.js) for interop tests and benchmarks, exactly as locked.
-for dir in test/interop/openpgpjs bench/openpgpjs; do
+for dir in test/interop/openpgpjs bench/openpgpjs test/integration; do
     if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
         (cd "$dir" && npm ci --silent --no-audit --no-fund)
     fi
