@@ -219,7 +219,17 @@ with_body(M, Method, ContentType, Body) ->
 
 count_and_refuse(Reason) ->
     couch_stats:increment_counter([couch_pgp, requests_refused]),
+    audit_refusal(Reason),
     refuse(Reason).
+
+%% Who (as far as known), what, why; never the body.
+audit_refusal(Reason) ->
+    {User, Client} = case get(?CTX) of
+        #{user := U, client_cert := C} when is_binary(C) -> {U, couch_pgp:fingerprint(C)};
+        _ -> {undefined, undefined}
+    end,
+    couch_log:notice("couch_pgp audit: encrypted_request refused reason=~p user=~p client=~p",
+                     [Reason, User, Client]).
 
 refuse(Reason) ->
     throw(couch_pgp_http_errors:to_chttpd(Reason)).
@@ -229,7 +239,12 @@ refuse(Reason) ->
 encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonce} = Ctx,
                  Req, Code, Headers, Body0) ->
     Body = with_login_session(Ctx, Code, Body0),
-    case response_plaintext(Body) of
+    Plaintext = case is_binary(Body) andalso json_response(Headers) of
+        %% A JSON string (send_json of a binary, as the config API does).
+        true -> {ok, <<"application/json">>, iolist_to_binary(?JSON_ENCODE(Body))};
+        false -> response_plaintext(Body)
+    end,
+    case Plaintext of
         {ok, ContentType, Plain} ->
             Envelope = couch_pgp_envelope:response(Code, Nonce, ContentType, Plain),
             case couch_pgp:encrypt(Envelope, [ClientCert], #{sign_with => SignKey}) of
@@ -237,7 +252,7 @@ encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonc
                     couch_stats:increment_counter([couch_pgp, responses_encrypted]),
                     %% The ETag is derived from the plaintext body.
                     Headers1 = [{"X-PGP-Encrypted", "1"} | drop_header("ETag", Headers)],
-                    case is_binary(Body) of
+                    case is_binary(Body) andalso not json_response(Headers) of
                         %% A raw response is sent as it is: send the message itself.
                         true ->
                             [Req, Code, [{"Content-Type", ?CTYPE} | drop_header("Content-Type", Headers1)],
@@ -289,6 +304,18 @@ response_plaintext({length, _}) ->
     streamed;
 response_plaintext(Body) ->
     {ok, <<"application/json">>, iolist_to_binary(?JSON_ENCODE(Body))}.
+
+%% Whether chttpd will JSON-encode the body after this hook: send_json always adds
+%% `Cache-Control: must-revalidate' and a negotiated JSON or text/plain content type, which
+%% a raw send_response does not. Only matters for binary bodies, which are ambiguous.
+json_response(Headers) ->
+    Get = fun(Name) ->
+        [string:lowercase(couch_util:to_list(V)) || {K, V} <- Headers,
+                                                   string:lowercase(couch_util:to_list(K)) =:= Name]
+    end,
+    lists:member("must-revalidate", Get("cache-control")) andalso
+        lists:any(fun(T) -> lists:member(T, ["application/json", "text/plain;charset=utf-8"]) end,
+                  Get("content-type")).
 
 drop_header(Name, Headers) ->
     Lower = string:lowercase(Name),

@@ -209,6 +209,22 @@ describe('couch_pgp plugin in CouchDB', { skip, timeout: 600000 }, () => {
     assert.equal((await db.json('/records/x2', { method: 'PUT', auth: aliceAuth, body: { a: 1 } })).status, 403);
     await db.json('/_node/_local/_config/couch_pgp/require_encryption_dbs', { method: 'PUT', body: JSON.stringify('vault') });
     assert.equal((await db.json('/records/x2', { method: 'PUT', auth: aliceAuth, body: { a: 1 } })).status, 201);
+    // Globally: everything but what a client needs to set up encryption.
+    await db.json('/_node/_local/_config/couch_pgp/require_encryption', { method: 'PUT', body: JSON.stringify('true') });
+    assert.equal((await db.json('/records/x3', { method: 'PUT', auth: aliceAuth, body: { a: 1 } })).status, 403);
+    assert.equal((await db.json('/_all_dbs', { auth: aliceAuth })).status, 403);
+    assert.equal((await db.json('/_pgp', { auth: null })).status, 200);
+    assert.equal((await db.json('/_up', { auth: null })).status, 200);
+    assert.equal((await alice.send('PUT', '/records/x3', '', JSON.stringify({ a: 1 }))).status, 201);
+    // The config API is plaintext too, so now an admin changes it back encrypted.
+    const plainOff = await db.json('/_node/_local/_config/couch_pgp/require_encryption', { method: 'PUT', body: JSON.stringify('false') });
+    assert.equal(plainOff.status, 403);
+    const admin = new Client(db, 'admin', await newKey('admin'));
+    await admin.pin(pinned);
+    await admin.startSession();
+    const off = await admin.send('PUT', '/_node/_local/_config/couch_pgp/require_encryption', '', JSON.stringify('false'));
+    assert.equal(off.status, 200);
+    assert.equal((await db.json('/records/x4', { method: 'PUT', auth: aliceAuth, body: { a: 1 } })).status, 201);
     // Still refused in plaintext, even to an admin; encrypted it reads back.
     assert.equal((await stored('vault', 'v1')).status, 403);
     assert.equal((await alice.send('GET', '/vault/v1')).body.a, 1);
@@ -234,6 +250,11 @@ describe('couch_pgp plugin in CouchDB', { skip, timeout: 600000 }, () => {
     const byBob = await db.json('/signed/s5', { method: 'PUT', auth: bobAuth, body: { ...signed, _id: 's5' } });
     assert.equal(byBob.status, 403);
     for (const id of ['s3', 's4', 's5']) assert.equal((await stored('signed', id)).status, 404, id);
+    // A database can ask for it in its _security object instead of the config.
+    await db.json('/marked', { method: 'PUT' });
+    await db.json('/marked/_security', { method: 'PUT', body: { members: { names: ['alice'] }, admins: {}, couch_pgp: { signed: true } } });
+    assert.equal((await db.json('/marked/m1', { method: 'PUT', auth: aliceAuth, body: { note: 'x' } })).status, 403);
+    assert.equal((await db.json('/marked/m1', { method: 'PUT', auth: aliceAuth, body: await signDoc({ _id: 'm1', note: 'x' }, alice.key) })).status, 201);
     // Replication writes (new_edits=false) are copied as they are (README).
     const rep = await db.json('/signed/_bulk_docs', { method: 'POST', body: { new_edits: false, docs: [{ _id: 'r1', _rev: '1-abc', note: 'replicated' }] } });
     assert.equal(rep.status, 201);
@@ -281,6 +302,7 @@ describe('couch_pgp plugin in CouchDB', { skip, timeout: 600000 }, () => {
     assert.match(log, /couch_pgp audit: session created user=alice client=[0-9A-F]{40}/);
     assert.match(log, /couch_pgp audit: signed_write user=alice db=signed doc=s1 ok signers=[0-9A-F]{40}/);
     assert.match(log, /couch_pgp audit: signed_write user=bob db=signed doc=s5 refused reason=no_registered_certs/);
+    assert.match(log, /couch_pgp audit: encrypted_request refused reason=replay user=<<"alice">> client=<<"[0-9A-F]{40}">>/);
     assert.ok(!log.includes(SECRET_TEXT), 'plaintext in the log');
     assert.ok(!log.includes(db.passphrase), 'passphrase in the log');
     assert.ok(!log.includes(aliceAuth.password), 'password in the log');
