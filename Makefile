@@ -1,5 +1,5 @@
 # Common commands; see README.md.
-.PHONY: setup build demo test test-rust test-erlang bench clean install uninstall test-integration
+.PHONY: setup build demo test test-rust test-erlang bench clean install uninstall test-integration bench-http
 
 setup:
 	sh scripts/setup.sh
@@ -18,7 +18,7 @@ test-rust:
 test-erlang: build
 	rebar3 eunit
 
-test: setup test-rust test-erlang test-integration
+test: setup test-rust test-erlang test-sop test-integration
 
 # Plugin install into a built CouchDB 3.x release (never the one you run tests against:
 # test-integration installs into its own temporary copy).
@@ -40,6 +40,11 @@ test-integration: build
 
 bench: setup build
 	sh bench/run.sh
+
+# Encrypted against plain PUT/GET through one temporary CouchDB ($(COUCHDB_HOME), copied,
+# never modified); see bench/http/run.mjs. QUICK=1 for a short run.
+bench-http: build
+	COUCHDB_HOME="$(COUCHDB_HOME)" COUCH_PGP_IT_PREBUILT=1 node bench/http/run.mjs
 
 clean:
 	rm -rf _build priv/*.so native/couch_pgp_nif/target

@@ -4,8 +4,10 @@
 
 -define(PASS, <<"correct horse battery staple">>).
 
+%% A fresh directory: unique_integer/1 repeats across VM runs, so a random name.
 tmp_dir() ->
-    Dir = filename:join(["/tmp", "couch_pgp_keystore_" ++ integer_to_list(erlang:unique_integer([positive]))]),
+    Name = "couch_pgp_keystore_" ++ binary_to_list(binary:encode_hex(crypto:strong_rand_bytes(8))),
+    Dir = filename:join("/tmp", Name),
     ok = filelib:ensure_path(Dir),
     Dir.
 
@@ -47,7 +49,8 @@ created_then_loaded_test_() ->
         with_store(Opts#{passphrase => fun() -> <<"wrong">> end}, fun() ->
             ?assertEqual({error, bad_passphrase}, couch_pgp_keystore:status())
         end),
-        ?assertEqual({ok, Armored}, file:read_file(File))
+        ?assertEqual({ok, Armored}, file:read_file(File)),
+        ok = file:del_dir_r(Dir)
     end}.
 
 no_passphrase_no_key_test() ->
@@ -57,7 +60,8 @@ no_passphrase_no_key_test() ->
         ?assertEqual({error, no_passphrase}, couch_pgp_keystore:status())
     end),
     %% Nothing was written in plaintext, or at all.
-    ?assertEqual(false, filelib:is_file(File)).
+    ?assertEqual(false, filelib:is_file(File)),
+    ok = file:del_dir_r(Dir).
 
 unusable_file_test() ->
     Dir = tmp_dir(),
@@ -65,4 +69,5 @@ unusable_file_test() ->
     ok = file:write_file(File, <<"not a key">>),
     with_store(#{key_file => File, passphrase => fun() -> ?PASS end}, fun() ->
         ?assertEqual({error, bad_key}, couch_pgp_keystore:status())
-    end).
+    end),
+    ok = file:del_dir_r(Dir).

@@ -180,7 +180,7 @@ pub fn format_number(f: f64) -> Result<String, JsonError> {
             s.push_str(&digits[1..]);
         }
         s.push('e');
-        s.push(if n - 1 >= 0 { '+' } else { '-' });
+        s.push(if n > 0 { '+' } else { '-' });
         s.push_str(&(n - 1).abs().to_string());
     }
     Ok(s)

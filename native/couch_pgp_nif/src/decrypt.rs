@@ -149,7 +149,7 @@ impl DecryptionHelper for &mut Helper<'_> {
                     let ours = match &recipient {
                         // Anonymous recipient ("wildcard"): try every key we hold.
                         None => true,
-                        Some(h) => h.aliases(&kp.public().key_handle()),
+                        Some(h) => h.aliases(kp.public().key_handle()),
                     };
                     if !ours {
                         continue;

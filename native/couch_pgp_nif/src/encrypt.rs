@@ -13,7 +13,8 @@ use openpgp::armor;
 use openpgp::cert::prelude::*;
 use openpgp::crypto::Password;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message, Recipient};
-use openpgp::types::DataFormat;
+use openpgp::cert::Preferences;
+use openpgp::types::{DataFormat, SymmetricAlgorithm};
 
 use crate::certs;
 use crate::error::{classify, Context, Error, Result};
@@ -30,6 +31,21 @@ pub struct EncryptOptions<'k> {
     pub passwords: &'k [&'k [u8]],
     /// Mark the literal data as UTF-8 text and make text signatures (SOP `--as=text`).
     pub text: bool,
+}
+
+/// The cipher every recipient asked for: the first AES variant in the first recipient's
+/// preferences that every other recipient lists too (a certificate without preferences
+/// takes any). `None` keeps sequoia's default, AES-256, which is also the first preference
+/// of the keys `keys::generate` makes, of GnuPG's and of OpenPGP.js's. Ciphers besides AES
+/// are never chosen: every implementation reads AES, and RFC 9580 makes AES-128 mandatory.
+fn common_cipher(recipients: &[ValidCert<'_>]) -> Option<SymmetricAlgorithm> {
+    use SymmetricAlgorithm::{AES128, AES192, AES256};
+    let first = recipients.first()?.preferred_symmetric_algorithms()?;
+    first.iter().copied().filter(|a| matches!(a, AES256 | AES192 | AES128)).find(|a| {
+        recipients
+            .iter()
+            .all(|vc| vc.preferred_symmetric_algorithms().is_none_or(|p| p.contains(a)))
+    })
 }
 
 /// Encrypts `plain` to every valid encryption subkey of every certificate and to every
@@ -66,10 +82,9 @@ pub fn encrypt<W: Write + Send + Sync>(
             return Err(Error::NoEncryptionKey);
         }
     }
-    let mut signers = Vec::new();
-    for k in opts.sign_with.iter().chain(opts.also_sign_with.iter()) {
-        signers.push(k.signer()?);
-    }
+    let signing_keys: Vec<&SecretKey> =
+        opts.sign_with.into_iter().chain(opts.also_sign_with.iter().copied()).collect();
+    let signers = sign::Signers::of(&signing_keys)?;
 
     let fail = |e: anyhow::Error| classify(&e, Context::Other);
     let mut message = Message::new(sink);
@@ -80,10 +95,17 @@ pub fn encrypt<W: Write + Send + Sync>(
             .map_err(fail)?;
     }
     let passwords: Vec<Password> = opts.passwords.iter().map(|p| Password::from(*p)).collect();
-    message = Encryptor::for_recipients(message, targets)
-        .add_passwords(passwords)
-        .build()
-        .map_err(fail)?;
+    let mut encryptor = Encryptor::for_recipients(message, targets).add_passwords(passwords);
+    if let Some(cipher) = common_cipher(&valid) {
+        encryptor = encryptor.symmetric_algo(cipher);
+    }
+    message = encryptor.build().map_err(|e| match classify(&e, Context::Other) {
+        // Sequoia refuses recipient key parameters it cannot use only here, with a generic
+        // error (an ECDH key whose KDF hash is shorter than its key-wrap key, found by the
+        // interoperability suite's "ECDH Parameters"): that recipient cannot be encrypted to.
+        Error::Internal => Error::NoEncryptionKey,
+        other => other,
+    })?;
     message = sign::signer_stack(message, signers, opts.text, false)?;
     let format = if opts.text { DataFormat::Unicode } else { DataFormat::Binary };
     let mut literal = LiteralWriter::new(message).format(format).build().map_err(fail)?;

@@ -12,7 +12,9 @@ use openpgp::crypto::{KeyPair, Password};
 use openpgp::packet::{key, Key};
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
-use openpgp::types::{Features, KeyFlags};
+use openpgp::policy::HashAlgoSecurity;
+use openpgp::types::{Features, HashAlgorithm, KeyFlags};
+use openpgp::cert::Preferences;
 use openpgp::Profile as PgpProfile;
 
 use crate::certs;
@@ -69,6 +71,7 @@ pub struct SecretKey {
     signer: Option<KeyPair>,
     signer_expiry: Option<SystemTime>,
     decryptors: Vec<KeyPair>,
+    preferred_hash: Option<HashAlgorithm>,
     public_armored: OnceCell<Vec<u8>>,
 }
 
@@ -110,6 +113,7 @@ impl SecretKey {
         if signer.is_none() && decryptors.is_empty() {
             return Err(Error::BadKey);
         }
+        let preferred_hash = acceptable_hash(&vc);
         let fingerprint = cert.fingerprint().to_hex();
         Ok(SecretKey {
             cert,
@@ -117,6 +121,7 @@ impl SecretKey {
             signer,
             signer_expiry,
             decryptors,
+            preferred_hash,
             public_armored: OnceCell::new(),
         })
     }
@@ -144,6 +149,12 @@ impl SecretKey {
         &self.decryptors
     }
 
+    /// The hash algorithm the key's owner asked signers to use (see `acceptable_hash`),
+    /// found once when the key is loaded.
+    pub fn preferred_hash(&self) -> Option<HashAlgorithm> {
+        self.preferred_hash
+    }
+
     /// The public certificate, binary.
     pub fn public_binary(&self) -> Result<Vec<u8>> {
         self.cert.clone().strip_secret_key_material().to_vec().map_err(|_| Error::Internal)
@@ -162,6 +173,19 @@ impl SecretKey {
             .map(|v| v.as_slice())
             .map_err(|_| Error::Internal)
     }
+}
+
+/// The first of the certificate's preferred hash algorithms that the policy accepts for
+/// new signatures; `None` leaves the choice to sequoia (SHA-512).
+fn acceptable_hash(vc: &ValidCert<'_>) -> Option<HashAlgorithm> {
+    let prefs = vc.preferred_hash_algorithms()?;
+    let now = SystemTime::now();
+    prefs.iter().copied().find(|h| {
+        h.is_supported()
+            && POLICY
+                .hash_cutoff(*h, HashAlgoSecurity::CollisionResistance)
+                .is_none_or(|cutoff| cutoff > now)
+    })
 }
 
 /// How far sequoia's `CertBuilder` backdates a new key when no creation time is given.
@@ -223,7 +247,7 @@ pub fn export_secret(key: &SecretKey, passphrase: &[u8]) -> Result<Vec<u8>> {
 pub fn export_key(key: &SecretKey, passphrase: Option<&[u8]>, armor: bool) -> Result<Vec<u8>> {
     let tsk = match passphrase {
         None => key.cert.clone(),
-        Some(p) if p.is_empty() => return Err(Error::EmptyPassphrase),
+        Some([]) => return Err(Error::EmptyPassphrase),
         Some(p) => protect(key, p)?,
     };
     let out = if armor { tsk.as_tsk().armored().to_vec() } else { tsk.as_tsk().to_vec() };

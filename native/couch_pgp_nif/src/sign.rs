@@ -8,7 +8,7 @@ use openpgp::crypto::KeyPair;
 use openpgp::packet::signature::SignatureBuilder;
 use openpgp::parse::{PacketParser, PacketParserResult, Parse};
 use openpgp::serialize::stream::{Armorer, Message, Signer};
-use openpgp::types::SignatureType;
+use openpgp::types::{HashAlgorithm, SignatureType};
 use openpgp::Packet;
 
 use crate::error::{classify, Context, Error, Result};
@@ -33,10 +33,27 @@ pub(crate) enum Framing {
     Cleartext,
 }
 
+/// The key pairs that sign one message, and the hash algorithm they use.
+pub(crate) struct Signers {
+    pairs: Vec<KeyPair>,
+    /// The first signer's preference (see `SecretKey::preferred_hash`); sequoia's default
+    /// otherwise.
+    hash: Option<HashAlgorithm>,
+}
+
+impl Signers {
+    /// Every key must be able to sign now; no keys means no signing layer.
+    pub(crate) fn of(keys: &[&SecretKey]) -> Result<Signers> {
+        let pairs = keys.iter().map(|k| k.signer()).collect::<Result<Vec<_>>>()?;
+        let hash = keys.first().and_then(|k| k.preferred_hash());
+        Ok(Signers { pairs, hash })
+    }
+}
+
 /// Pushes a signer for every key pair onto `message`; with none, `message` is unchanged.
 pub(crate) fn signer_stack<'a>(
     message: Message<'a>,
-    signers: Vec<KeyPair>,
+    signers: Signers,
     text: bool,
     detached: bool,
 ) -> Result<Message<'a>> {
@@ -46,19 +63,22 @@ pub(crate) fn signer_stack<'a>(
 
 pub(crate) fn signer_stack_framed<'a>(
     message: Message<'a>,
-    signers: Vec<KeyPair>,
+    signers: Signers,
     text: bool,
     framing: Framing,
 ) -> Result<Message<'a>> {
     let fail = |e: anyhow::Error| classify(&e, Context::Other);
-    let mut signers = signers.into_iter();
-    let Some(first) = signers.next() else {
+    let mut pairs = signers.pairs.into_iter();
+    let Some(first) = pairs.next() else {
         return Ok(message);
     };
     let typ = if text { SignatureType::Text } else { SignatureType::Binary };
     let mut signer =
         Signer::with_template(message, first, SignatureBuilder::new(typ)).map_err(fail)?;
-    for kp in signers {
+    if let Some(h) = signers.hash {
+        signer = signer.hash_algo(h).map_err(fail)?;
+    }
+    for kp in pairs {
         signer = signer.add_signer(kp).map_err(fail)?;
     }
     signer = match framing {
@@ -69,12 +89,12 @@ pub(crate) fn signer_stack_framed<'a>(
     signer.build().map_err(fail)
 }
 
-/// The signing key pairs of `keys`, each refused if it cannot sign now.
-pub(crate) fn key_pairs(keys: &[&SecretKey]) -> Result<Vec<KeyPair>> {
+/// The signers for an operation that must sign: at least one key, each able to sign now.
+pub(crate) fn key_pairs(keys: &[&SecretKey]) -> Result<Signers> {
     if keys.is_empty() {
         return Err(Error::NoSigningKey);
     }
-    keys.iter().map(|k| k.signer()).collect()
+    Signers::of(keys)
 }
 
 /// A detached signature over `data` by `key`'s signing key, into `sink`.

@@ -45,6 +45,23 @@ impl Window {
     }
 }
 
+/// A primary key takes its key flags from a binding: a direct-key signature or a user
+/// ID's self-signature. When every user ID is revoked at the time of the signature and
+/// there is no direct-key signature, nothing binds the key then, so it could not sign;
+/// sequoia still reads the flags from the revoked user ID's self-signature. (Found by the
+/// interoperability suite, "Temporary validity", certificate B: a user ID revoked for a
+/// month by an expiring revocation.) `ka` is evaluated at the signature's creation time.
+fn primary_unbound(ka: &ValidErasedKeyAmalgamation<'_, openpgp::packet::key::PublicParts>) -> bool {
+    if !ka.primary() {
+        return false;
+    }
+    let vc = ka.valid_cert();
+    if vc.direct_key_signature().is_ok() {
+        return false;
+    }
+    vc.userids().next().is_some() && vc.userids().revoked(false).next().is_none()
+}
+
 /// What the signature layers of one message said.
 #[derive(Default)]
 pub struct SignatureReport {
@@ -72,6 +89,10 @@ impl SignatureReport {
                             };
                             if !self.window.admits(created) {
                                 self.note_bad(Error::BadSignature);
+                                continue;
+                            }
+                            if primary_unbound(&good.ka) {
+                                self.note_bad(Error::Revoked);
                                 continue;
                             }
                             let fpr = good.ka.cert().fingerprint().to_hex();
