@@ -81,6 +81,8 @@ handle_pgp_req(#httpd{method = Method, path_parts = [<<"_pgp">>, <<"whoami">>]} 
         {<<"encrypted">>, couch_pgp_request:is_encrypted(Req)},
         {<<"client_fingerprint">>, Client}
     ]});
+handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"certs">>]} = Req) ->
+    couch_pgp_certs:handle(Req, authenticated_user(Req));
 handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"tunnel">>]} = Req) ->
     _ = authenticated_user(Req),
     couch_pgp_tunnel:handle(Req);

@@ -250,6 +250,28 @@ describe('couch_pgp plugin in CouchDB', { skip, timeout: 600000 }, () => {
     const byBob = await db.json('/signed/s5', { method: 'PUT', auth: bobAuth, body: { ...signed, _id: 's5' } });
     assert.equal(byBob.status, 403);
     for (const id of ['s3', 's4', 's5']) assert.equal((await stored('signed', id)).status, 404, id);
+    // bob registers his own long-lived key, proving he holds it; then his signed write passes.
+    const statement = (key, user) => jcs({ action: 'register', fingerprint: key.fingerprint, user });
+    const proof = async (key, user, signer = key) => openpgp.sign({
+      message: await openpgp.createMessage({ text: statement(key, user) }),
+      signingKeys: signer.privateKey, detached: true });
+    const stolen = await db.json('/_pgp/certs', { method: 'POST', auth: bobAuth,
+      body: { cert: alice.key.publicKey.armor(), signature: await proof(alice.key, 'bob', bob.key) } });
+    assert.equal(stolen.status, 403);
+    assert.equal(stolen.body.error, 'pgp_bad_signature');
+    const anon = await db.json('/_pgp/certs', { method: 'POST', auth: null, body: { cert: 'x', signature: 'y' } });
+    assert.equal(anon.status, 401);
+    const reg = await db.json('/_pgp/certs', { method: 'POST', auth: bobAuth,
+      body: { cert: bob.key.publicKey.armor(), signature: await proof(bob.key, 'bob') } });
+    assert.equal(reg.status, 201, reg.text);
+    assert.deepEqual(reg.body.fingerprints, [bob.key.fingerprint]);
+    assert.deepEqual((await db.json('/_pgp/certs', { auth: bobAuth })).body.fingerprints, [bob.key.fingerprint]);
+    const bobSigned = await signDoc({ _id: 's6', by: 'bob' }, bob.key);
+    assert.equal((await db.json('/signed/s6', { method: 'PUT', auth: bobAuth, body: bobSigned })).status, 201);
+    // A document alice signed, written by bob, is still refused: her key is not his.
+    const aliceS7 = await signDoc({ _id: 's7', note: 'by alice' }, alice.key);
+    assert.equal((await db.json('/signed/s7', { method: 'PUT', auth: bobAuth, body: aliceS7 })).status, 403);
+    assert.equal((await db.json('/signed/s7', { method: 'PUT', auth: aliceAuth, body: aliceS7 })).status, 201);
     // A database can ask for it in its _security object instead of the config.
     await db.json('/marked', { method: 'PUT' });
     await db.json('/marked/_security', { method: 'PUT', body: { members: { names: ['alice'] }, admins: {}, couch_pgp: { signed: true } } });
@@ -302,6 +324,7 @@ describe('couch_pgp plugin in CouchDB', { skip, timeout: 600000 }, () => {
     assert.match(log, /couch_pgp audit: session created user=alice client=[0-9A-F]{40}/);
     assert.match(log, /couch_pgp audit: signed_write user=alice db=signed doc=s1 ok signers=[0-9A-F]{40}/);
     assert.match(log, /couch_pgp audit: signed_write user=bob db=signed doc=s5 refused reason=no_registered_certs/);
+    assert.match(log, /couch_pgp audit: cert registered user=bob cert=[0-9A-F]{40}/);
     assert.match(log, /couch_pgp audit: encrypted_request refused reason=replay user=<<"alice">> client=<<"[0-9A-F]{40}">>/);
     assert.ok(!log.includes(SECRET_TEXT), 'plaintext in the log');
     assert.ok(!log.includes(db.passphrase), 'passphrase in the log');

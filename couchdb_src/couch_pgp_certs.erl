@@ -1,0 +1,76 @@
+%% @doc `/_pgp/certs': users register their own long-lived certificates on their `_users'
+%% document (field `pgp_certs'), which signed-only databases check signatures against.
+%%
+%% CouchDB 3.5 lets only admins edit `_users', so this endpoint writes on the user's behalf,
+%% after the user proves they hold the certificate's secret key: the request carries a
+%% detached signature by that key over the canonical JSON
+%% `{"action":"register","fingerprint":F,"user":U}'. Without the proof, anyone could claim
+%% someone else's signatures as their own.
+-module(couch_pgp_certs).
+-include_lib("couch/include/couch_db.hrl").
+
+-export([handle/2]).
+
+-define(USERS_DB, <<"_users">>).
+
+handle(#httpd{method = 'GET'} = Req, User) ->
+    {_Doc, Certs} = user_doc(User),
+    chttpd:send_json(Req, 200, {[{<<"user">>, User},
+                                 {<<"fingerprints">>, fingerprints(Certs)}]});
+handle(#httpd{method = 'POST'} = Req, User) ->
+    {Props} = chttpd:json_body_obj(Req),
+    Armored = couch_util:get_value(<<"cert">>, Props),
+    Proof = couch_util:get_value(<<"signature">>, Props),
+    (is_binary(Armored) andalso is_binary(Proof)) orelse
+        throw({bad_request, <<"pgp_bad_cert">>,
+               <<"Send {\"cert\": <armored certificate>, \"signature\": <armored detached "
+                 "signature over the registration statement>}.">>}),
+    Cert = case couch_pgp:import_cert(Armored) of
+        {ok, C} -> C;
+        {error, R} -> throw({bad_request, <<"pgp_bad_cert">>, reason(R)})
+    end,
+    Fpr = couch_pgp:fingerprint(Cert),
+    {ok, Statement} = couch_pgp:canonical_json({[{<<"action">>, <<"register">>},
+                                                 {<<"fingerprint">>, Fpr},
+                                                 {<<"user">>, User}]}),
+    case couch_pgp:verify(Statement, Proof, [Cert]) of
+        {ok, Fpr} -> ok;
+        _ -> throw({forbidden, <<"pgp_bad_signature">>,
+                    <<"The signature must be by the certificate's own key, over "
+                      "{\"action\":\"register\",\"fingerprint\":F,\"user\":U} (RFC 8785).">>})
+    end,
+    {Doc, Certs} = user_doc(User),
+    Certs1 = case lists:member(Fpr, fingerprints(Certs)) of
+        true -> Certs;
+        false -> Certs ++ [Cert]
+    end,
+    save(Doc, Certs1),
+    couch_log:notice("couch_pgp audit: cert registered user=~s cert=~s", [User, Fpr]),
+    chttpd:send_json(Req, 201, {[{<<"ok">>, true}, {<<"fingerprint">>, Fpr},
+                                 {<<"fingerprints">>, fingerprints(Certs1)}]});
+handle(Req, _User) ->
+    chttpd:send_method_not_allowed(Req, "GET,POST").
+
+user_doc(User) ->
+    case fabric:open_doc(?USERS_DB, <<"org.couchdb.user:", User/binary>>, [?ADMIN_CTX]) of
+        {ok, #doc{body = {Props}} = Doc} ->
+            {Doc, [C || C <- couch_util:get_value(<<"pgp_certs">>, Props, []), is_binary(C)]};
+        _ ->
+            throw({forbidden, <<"pgp_no_user_doc">>,
+                   <<"This user has no _users document to register certificates on "
+                     "(server admins from the config have none).">>})
+    end.
+
+save(#doc{body = {Props}} = Doc, Certs) ->
+    Body = {lists:keystore(<<"pgp_certs">>, 1, Props, {<<"pgp_certs">>, Certs})},
+    case fabric:update_doc(?USERS_DB, Doc#doc{body = Body}, [?ADMIN_CTX]) of
+        {ok, _} -> ok;
+        {accepted, _} -> ok;
+        _ -> throw({conflict, <<"couch_pgp: the _users document changed meanwhile; retry.">>})
+    end.
+
+fingerprints(Certs) ->
+    [F || C <- Certs, F <- [couch_pgp:fingerprint(C)], is_binary(F)].
+
+reason(R) ->
+    iolist_to_binary(["The certificate is not usable (", atom_to_binary(R), ")."]).
