@@ -4,6 +4,7 @@
 -export([main/0]).
 
 main() ->
+    ok = io:setopts([{encoding, unicode}]),
     say("1. client: C = new Security(); send C.getPublicKey()"),
     {ok, C0} = couch_pgp_security:new(#{user_id => <<"client session">>}),
     CPub = couch_pgp_security:get_public_key(C0),
@@ -33,7 +34,8 @@ main() ->
     {ok, Received} = couch_pgp_security:decode(S, Request),
     {ok, ReceivedDoc} = couch_pgp:json_decode(Received),
     {ok, Signers} = couch_pgp_security:verify_doc(S, ReceivedDoc),
-    io:format("   server sees ~ts~n   document signed by ~s~n", [Received, Signers]),
+    io:format("   server sees ~ts~n   document signed by ~s~n",
+              [unicode:characters_to_list(Received), Signers]),
 
     say("server -> client: S.encode(response)"),
     {ok, Response} = couch_pgp_security:encode(S, <<"{\"ok\":true,\"id\":\"patient:0001\"}">>),
