@@ -9,7 +9,7 @@
 -module(couch_pgp_certs).
 -include_lib("couch/include/couch_db.hrl").
 
--export([handle/2]).
+-export([handle/2, registered/1]).
 
 -define(USERS_DB, <<"_users">>).
 
@@ -51,14 +51,30 @@ handle(#httpd{method = 'POST'} = Req, User) ->
 handle(Req, _User) ->
     chttpd:send_method_not_allowed(Req, "GET,POST").
 
+%% @doc The certificates registered to `User' (none when there is no `_users' document).
+-spec registered(binary()) -> [binary()].
+registered(User) ->
+    case open_user_doc(User) of
+        {ok, _Doc, Certs} -> Certs;
+        missing -> []
+    end.
+
 user_doc(User) ->
-    case fabric:open_doc(?USERS_DB, <<"org.couchdb.user:", User/binary>>, [?ADMIN_CTX]) of
-        {ok, #doc{body = {Props}} = Doc} ->
-            {Doc, [C || C <- couch_util:get_value(<<"pgp_certs">>, Props, []), is_binary(C)]};
-        _ ->
+    case open_user_doc(User) of
+        {ok, Doc, Certs} ->
+            {Doc, Certs};
+        missing ->
             throw({forbidden, <<"pgp_no_user_doc">>,
                    <<"This user has no _users document to register certificates on "
                      "(server admins from the config have none).">>})
+    end.
+
+open_user_doc(User) ->
+    case fabric:open_doc(?USERS_DB, <<"org.couchdb.user:", User/binary>>, [?ADMIN_CTX]) of
+        {ok, #doc{body = {Props}} = Doc} ->
+            {ok, Doc, [C || C <- couch_util:get_value(<<"pgp_certs">>, Props, []), is_binary(C)]};
+        _ ->
+            missing
     end.
 
 save(#doc{body = {Props}} = Doc, Certs) ->

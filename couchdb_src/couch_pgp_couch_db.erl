@@ -47,7 +47,7 @@ signed_db(DbName, Db) ->
 
 verify(#doc{id = Id} = Doc, DbName, #user_ctx{name = User}) when is_binary(User) ->
     Result =
-        case user_certs(User) of
+        case couch_pgp_certs:registered(User) of
             [] -> {error, no_registered_certs};
             Certs ->
                 case doc_ejson(Doc) of
@@ -92,15 +92,6 @@ attachments([Att | Rest], Acc) ->
         _StubOrStream ->
             %% Only inline attachment bytes are at hand here; see the README.
             {error, {attachment_content_missing, Name}}
-    end.
-
-user_certs(User) ->
-    DocId = <<"org.couchdb.user:", User/binary>>,
-    case fabric:open_doc(<<"_users">>, DocId, [?ADMIN_CTX]) of
-        {ok, #doc{body = {Props}}} ->
-            [C || C <- couch_util:get_value(<<"pgp_certs">>, Props, []), is_binary(C)];
-        _ ->
-            []
     end.
 
 reason_text(no_registered_certs) ->
