@@ -1,11 +1,13 @@
 # Common commands; see README.md.
-.PHONY: setup build demo test test-rust test-erlang bench clean install uninstall test-integration bench-http
+.PHONY: setup build demo test test-rust test-erlang test-client bench clean install uninstall test-integration bench-http
 
 setup:
 	sh scripts/setup.sh
 
+# The NIF and Erlang code (rebar3), then the browser client and demo page into priv/www.
 build:
 	rebar3 compile
+	sh scripts/build_client.sh
 
 demo: setup build
 	mkdir -p _build/examples
@@ -18,7 +20,11 @@ test-rust:
 test-erlang: build
 	rebar3 eunit
 
-test: setup test-rust test-erlang test-sop test-integration
+# The browser client's unit tests (node's test runner, the shared vectors) and its types.
+test-client: build
+	cd client && npm test && npm run --silent typecheck
+
+test: setup test-rust test-erlang test-client test-sop test-integration
 
 # Plugin install into a built CouchDB 3.x release (never the one you run tests against:
 # test-integration installs into its own temporary copy).
@@ -47,7 +53,7 @@ bench-http: build
 	COUCHDB_HOME="$(COUCHDB_HOME)" COUCH_PGP_IT_PREBUILT=1 node bench/http/run.mjs
 
 clean:
-	rm -rf _build priv/*.so native/couch_pgp_nif/target
+	rm -rf _build priv/*.so priv/www native/couch_pgp_nif/target
 
 # The SOP command line (native/couch_pgp_sop) against Debian's sqop: round trips both ways
 # and SOP exit codes. See native/couch_pgp_sop/INTEROP.md for the interoperability suite.

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs everything couch_pgp needs on a Debian 12 machine that has only Rust:
 # Erlang/OTP 25 and rebar3, the C libraries sequoia builds against, the interop peers
-# (gpg, sqop, sq, gosop) and Node packages for the OpenPGP.js tests. Safe to run again.
+# (gpg, sqop, sq, gosop), Chromium for the browser tests, and the Node packages (the
+# browser client's build, OpenPGP.js tests, playwright-core). Safe to run again.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,7 @@ SUDO=""
 PACKAGES="erlang-nox erlang-dev erlang-src erlang-eunit erlang-tools erlang-crypto \
   erlang-dialyzer erlang-proper erlang-proper-dev rebar3 \
   nettle-dev libgmp-dev libclang-dev clang pkg-config libssl-dev \
-  gnupg sqop sq gosop make"
+  gnupg sqop sq gosop make chromium"
 # Node.js: the machine's own (v20 here) if present; Debian's otherwise.
 command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
 
@@ -25,8 +26,10 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
-# Node packages (OpenPGP.js) for interop tests and benchmarks, exactly as locked.
-for dir in test/interop/openpgpjs bench/openpgpjs test/integration; do
+# Node packages, exactly as locked: the browser client (OpenPGP.js, esbuild, TypeScript),
+# OpenPGP.js for interop tests and benchmarks, the integration suite (playwright-core drives
+# Debian's chromium; it never downloads a browser).
+for dir in client test/interop/openpgpjs bench/openpgpjs test/integration; do
     if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
         (cd "$dir" && npm ci --silent --no-audit --no-fund)
     fi

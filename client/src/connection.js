@@ -1,0 +1,416 @@
+// A connection to one CouchDB with the couch_pgp plugin: pin the server's identity, log in
+// with encrypted credentials, then send requests whose bodies are encrypted to the session
+// key and signed by ours, and read responses only after decrypting them and checking the
+// session key's signature, the nonce and the status (README "HTTP protocol").
+import { canonicalJSON } from './canonical.js';
+import {
+  CouchPGPError, LoginFailedError, NotLoggedInError, PinMismatchError, ProtocolError,
+  RequestRefusedError, SessionExpiredError,
+} from './errors.js';
+import {
+  decryptVerified, encryptSigned, fingerprintOf, normalizeFingerprint, readCert, signDetachedArmored,
+  verifyDetached,
+} from './pgp.js';
+import { Security, privateKeyOf, verifySignedDoc } from './security.js';
+import { fromBase64, randomBase64, toBase64, toBytes } from './bytes.js';
+
+const PGP_TYPE = 'application/pgp-encrypted';
+/** Sessions are renewed this many seconds before they expire. */
+const RENEW_MARGIN = 10;
+
+// Path segments after which CouchDB streams its response; the server refuses these in place
+// (406) and they go through the tunnel (couch_pgp_chttpd:streams/1 has the same list).
+const STREAMING = new Set(['_all_docs', '_changes', '_find', '_view', '_design_docs', '_local_docs',
+  '_bulk_get', '_all_dbs', '_show', '_list', '_update', '_rewrite', '_search', '_nouveau',
+  '_db_updates', '_scheduler']);
+
+function segments(pathname) {
+  return pathname.split('/').filter((s) => s !== '').map((s) => {
+    try { return decodeURIComponent(s); } catch { return s; }
+  });
+}
+
+/** Whether CouchDB would read this path's body or write its answer as a stream, or the path
+ *  names an attachment (couch_pgp_chttpd:attachment_path/1). */
+export function needsTunnel(pathname) {
+  const p = segments(pathname);
+  if (p.some((s) => STREAMING.has(s))) return true;
+  if (p.length < 3 || p[0].startsWith('_')) return false;
+  if (p[1] === '_design') return p.length >= 4 && !p[3].startsWith('_');
+  return !p[1].startsWith('_');
+}
+
+/**
+ * Connects to the CouchDB at `url`: fetches `GET /_pgp` and checks the identity against `pin`.
+ * @param {string|URL} url  the CouchDB root, e.g. `https://ehr.example/couchdb` or `location.origin`
+ * @param {object} opts
+ * @param {string|((fingerprint: string) => boolean|Promise<boolean>)} opts.pin  the server's
+ *   fingerprint, or a function deciding (e.g. trust on first use); required
+ * @param {Security} [opts.security]  our key pair (default: a fresh per-session key)
+ * @param {'auto'|'always'|'never'} [opts.tunnel]  'auto' (default): streaming endpoints and
+ *   attachments go through /_pgp/tunnel; 'always': every request does, so that not even
+ *   paths are on the wire
+ * @param {typeof fetch} [opts.fetch]
+ * @param {RequestCredentials} [opts.credentials]  default 'include' (the AuthSession cookie)
+ * @param {Record<string,string>} [opts.headers]  sent on every request (e.g. Authorization)
+ * @param {(e: object) => void} [opts.onExchange]  called with what went over the wire and what
+ *   it meant, for each encrypted exchange (the demo shows these)
+ */
+export async function connect(url, opts = {}) {
+  if (opts.pin === undefined || opts.pin === null || opts.pin === '') {
+    throw new TypeError('connect needs a pin: the server fingerprint, or a function that decides');
+  }
+  const base = new URL(String(url), globalThis.location?.href);
+  const conn = new Connection(base, opts);
+  await conn.pin();
+  return conn;
+}
+
+export class Connection {
+  #base; #fetch; #opts; #identity; #security; #session; #renewing;
+
+  constructor(base, opts) {
+    this.#base = base.href.replace(/\/+$/, '');
+    this.#fetch = opts.fetch || globalThis.fetch.bind(globalThis);
+    this.#opts = { tunnel: 'auto', credentials: 'include', headers: {}, ...opts };
+    if (!['auto', 'always', 'never'].includes(this.#opts.tunnel)) throw new TypeError('tunnel: auto, always or never');
+    this.#security = opts.security || new Security();
+    /** The pinned server identity fingerprint. */
+    this.identityFingerprint = undefined;
+  }
+
+  /** Our Security (its key signs our requests and is the one responses are encrypted to). */
+  get security() { return this.#security; }
+
+  /** The logged-in user and session expiry (unix seconds), or undefined. */
+  get session() {
+    return this.#session && { user: this.#session.user, expires: this.#session.expires,
+      fingerprint: this.#session.fingerprint };
+  }
+
+  /** Fetches the server identity and checks it against the pin. Called by connect(). */
+  async pin() {
+    const r = await this.#fetch(`${this.#base}/_pgp`, {
+      headers: { Accept: 'application/json', ...this.#opts.headers }, credentials: this.#opts.credentials,
+    });
+    const body = await readJSON(r);
+    if (r.status === 503) throw new CouchPGPError('unavailable', 'the server has no OpenPGP key loaded');
+    if (r.status !== 200 || typeof body.cert !== 'string') {
+      throw new ProtocolError(`GET /_pgp answered ${r.status}: is couch_pgp installed?`);
+    }
+    const identity = await readCert(body.cert);
+    const actual = fingerprintOf(identity);
+    if (normalizeFingerprint(body.fingerprint) !== actual) {
+      throw new ProtocolError('GET /_pgp: the fingerprint does not match the certificate');
+    }
+    const { pin } = this.#opts;
+    if (typeof pin === 'function') {
+      if (await pin(actual) !== true) throw new PinMismatchError('(refused by the application)', actual);
+    } else if (normalizeFingerprint(pin) !== actual) {
+      throw new PinMismatchError(normalizeFingerprint(pin), actual);
+    }
+    this.#identity = identity;
+    this.identityFingerprint = actual;
+    return actual;
+  }
+
+  /**
+   * Logs in with credentials encrypted to the pinned identity key and signed by our key; the
+   * answer is a couch_pgp session for our key. Sets the AuthSession cookie as CouchDB does.
+   * @returns {Promise<{name: string, roles: string[]}>}
+   */
+  async login(name, password) {
+    const key = await privateKeyOf(this.#security);
+    const env = envelope('POST', this.#path('/_session'), '', 'application/json',
+      JSON.stringify({ name, password }));
+    env.client_cert = await this.#security.getPublicKey();
+    const { env: resp } = await this.#exchange(`${this.#base}/_session`, env,
+      [this.#identity], this.#identity, key, {});
+    const body = parseJSON(resp.body);
+    if (resp.status === 401) throw new LoginFailedError(body.reason || 'unauthorized');
+    refuseErrors(resp.status, body);
+    if (resp.status !== 200 || !body.pgp_session) throw new ProtocolError(`login answered ${resp.status} without a session`);
+    await this.#adoptSession(body.pgp_session);
+    return { name: body.name, roles: body.roles };
+  }
+
+  /** Starts a couch_pgp session for our key when already logged in some other way (cookie,
+   *  or an Authorization header in opts.headers). */
+  async startSession() {
+    const r = await this.#fetch(`${this.#base}/_pgp/session`, {
+      method: 'POST', credentials: this.#opts.credentials,
+      headers: { ...this.#opts.headers, 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ client_cert: await this.#security.getPublicKey() }),
+    });
+    const body = await readJSON(r);
+    if (r.status === 401) throw new NotLoggedInError(`cannot start a session: ${body.reason || 'not logged in'}`);
+    refuseErrors(r.status, body);
+    if (r.status !== 201) throw new ProtocolError(`POST /_pgp/session answered ${r.status}`);
+    await this.#adoptSession(body);
+    return this.session;
+  }
+
+  /**
+   * A fetch-like encrypted request. `body`: a string, a JSON value (sent as JSON), or bytes.
+   * Resolves to a PGPResponse for any HTTP status CouchDB gives; throws the typed errors when
+   * couch_pgp itself refuses or something about the answer does not check out.
+   * @param {string} path  absolute path with optional query, e.g. `/db/doc?rev=1-x`
+   * @param {{method?: string, body?: unknown, headers?: Record<string,string>,
+   *          tunnel?: boolean}} [init]
+   */
+  async request(path, init = {}) {
+    if (typeof path !== 'string' || !path.startsWith('/')) throw new TypeError('path must start with /');
+    const method = (init.method || 'GET').toUpperCase();
+    const u = new URL(this.#base + path);
+    const pathname = u.pathname;
+    const query = u.search.replace(/^\?/, '');
+    const { contentType, text, bytes } = encodeBody(init.body, init.headers);
+    const useTunnel = init.tunnel ?? (this.#opts.tunnel === 'always' ||
+      (this.#opts.tunnel === 'auto' && (needsTunnel(pathname) || bytes !== undefined ||
+        /^multipart\//i.test(contentType))));
+    await this.#ensureSession();
+    const { token, cert } = this.#session;
+    const key = await privateKeyOf(this.#security);
+    const headers = { 'X-PGP-Session': token };
+    if (!useTunnel) {
+      if (bytes !== undefined) throw new TypeError('binary bodies go through the tunnel (tunnel: true)');
+      const env = envelope(method, pathname, query, contentType, text);
+      const { env: resp, wire } = await this.#exchange(u.href, env, [cert], cert, key,
+        { ...init.headers, ...headers });
+      refuseErrors(resp.status, parseJSONMaybe(resp.body, resp.content_type));
+      return new PGPResponse(resp.status, wire.headers, resp.content_type, toBytes(resp.body), false);
+    }
+    const innerHeaders = { Accept: 'application/json', ...init.headers, 'Content-Type': contentType };
+    const inner = {
+      method, path: pathname, query, headers: innerHeaders,
+      body: bytes !== undefined ? toBase64(bytes) : text, body_base64: bytes !== undefined,
+    };
+    const tunnelPath = this.#path('/_pgp/tunnel');
+    const env = envelope('POST', tunnelPath, '', 'application/json', JSON.stringify(inner));
+    const { env: resp } = await this.#exchange(`${this.#base}/_pgp/tunnel`, env, [cert], cert, key, headers);
+    const body = parseJSON(resp.body);
+    refuseErrors(resp.status, body);
+    if (resp.status !== 200 || typeof body.status !== 'number') {
+      throw new ProtocolError(`the tunnel answered ${resp.status}`);
+    }
+    const content = body.body_base64 ? fromBase64(body.body) : toBytes(body.body);
+    const h = new Headers(body.headers || {});
+    return new PGPResponse(body.status, h, h.get('content-type') || '', content, true);
+  }
+
+  /**
+   * Saves a document, signed by `signWith` (a Security, e.g. a registered long-lived key) if
+   * given. Resolves to CouchDB's answer ({ok, id, rev}); throws CouchError otherwise.
+   */
+  async putDoc(db, doc, { signWith } = {}) {
+    if (typeof doc._id !== 'string') throw new TypeError('putDoc needs doc._id');
+    const body = signWith ? await signWith.signDoc(doc) : doc;
+    const r = await this.request(`/${encodeURIComponent(db)}/${encodeURIComponent(doc._id)}`,
+      { method: 'PUT', body });
+    return r.checked();
+  }
+
+  /**
+   * Reads a document; with `verifyWith` (certificates, armored or Security objects) its
+   * signatures are checked (BadSignatureError otherwise) and the signers are returned.
+   * @returns {Promise<{doc: object, signers?: string[]}>}
+   */
+  async getDoc(db, id, { verifyWith, query = '' } = {}) {
+    const r = await this.request(`/${encodeURIComponent(db)}/${encodeURIComponent(id)}${query ? `?${query}` : ''}`);
+    const doc = await r.checked();
+    if (!verifyWith) return { doc };
+    return { doc, signers: await verifySignedDoc(doc, verifyWith) };
+  }
+
+  /** Registers `security`'s certificate as one of the user's long-lived keys
+   *  (POST /_pgp/certs with proof of possession), so signed-only databases accept its
+   *  signatures. */
+  async registerCertificate(security) {
+    await this.#ensureSession();
+    const fingerprint = await security.fingerprint();
+    const proof = canonicalJSON({ action: 'register', fingerprint, user: this.#session.user });
+    const signature = await signDetachedArmored(proof, await privateKeyOf(security));
+    const r = await this.request('/_pgp/certs', {
+      method: 'POST', body: { cert: await security.getPublicKey(), signature },
+    });
+    return r.checked();
+  }
+
+  /** The fingerprints of the user's registered certificates. */
+  async registeredCertificates() {
+    return (await (await this.request('/_pgp/certs')).checked()).fingerprints;
+  }
+
+  /** Ends the CouchDB login (DELETE /_session, encrypted) and forgets the session. */
+  async logout() {
+    if (this.#session) {
+      try {
+        await this.request('/_session', { method: 'DELETE' });
+      } finally {
+        this.#session = undefined;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /** The path as the server sees it on the request line (base path included). */
+  #path(p) { return new URL(this.#base + p).pathname; }
+
+  /** Seals `env`, sends it, and opens the answer (checked signer, nonce and status). */
+  async #exchange(url, env, to, signer, key, headers) {
+    const message = await encryptSigned(JSON.stringify(env), to, key);
+    const outer = { ...headers };
+    for (const k of Object.keys(outer)) if (/^content-type$/i.test(k)) delete outer[k];
+    const r = await this.#fetch(url, {
+      method: 'POST', credentials: this.#opts.credentials, body: message,
+      headers: { ...this.#opts.headers, ...outer, 'Content-Type': PGP_TYPE, Accept: 'application/json' },
+    });
+    const wireText = await r.text();
+    if (r.headers.get('x-pgp-encrypted') !== '1') {
+      // Never data: a plaintext answer is at most the reason the server could not encrypt
+      // (it did not know our session yet).
+      throw plaintextRefusal(r.status, parseJSONMaybe(wireText, r.headers.get('content-type') || ''));
+    }
+    const armored = (r.headers.get('content-type') || '').startsWith(PGP_TYPE)
+      ? wireText : parseJSON(wireText).pgp;
+    if (typeof armored !== 'string') throw new ProtocolError('the encrypted response has no message');
+    const opened = await decryptVerified(armored, key, [signer]);
+    const resp = parseJSON(opened.text);
+    if (resp.v !== 1 || typeof resp.body !== 'string') throw new ProtocolError('not a response envelope');
+    if (resp.status !== r.status) throw new ProtocolError('the response envelope status differs from the HTTP status');
+    if (resp.nonce !== env.nonce) {
+      // A refusal made before the server read the body (a streaming endpoint sent in place)
+      // has no nonce to echo. It is signed by the session key, but it could be an old one
+      // replayed, so it only ever becomes an error, never an answer.
+      if (resp.nonce === '' && resp.status >= 400) {
+        throw plaintextRefusal(resp.status, parseJSONMaybe(resp.body, resp.content_type));
+      }
+      throw new ProtocolError('the response answers another request (nonce)');
+    }
+    const wire = { method: 'POST', url, status: r.status, headers: r.headers, request: message, response: wireText };
+    this.#opts.onExchange?.({ wire, request: env, response: resp });
+    return { env: resp, wire };
+  }
+
+  /** Checks a session description against the pinned identity and our key, then keeps it. */
+  async #adoptSession(desc) {
+    if (!desc || typeof desc.statement !== 'string' || typeof desc.token !== 'string') {
+      throw new ProtocolError('malformed session description');
+    }
+    await verifyDetached(new TextEncoder().encode(desc.statement), desc.statement_signature, this.#identity)
+      .catch((e) => { throw new ProtocolError(`the session statement is not signed by the pinned identity (${e.message})`); });
+    const st = parseJSON(desc.statement);
+    const cert = await readCert(desc.session_cert);
+    const checks = [
+      [st.v === 1, 'statement version'],
+      [st.identity_fingerprint === this.identityFingerprint, 'statement names another identity'],
+      [st.session_fingerprint === fingerprintOf(cert), 'session certificate is not the one the identity vouched for'],
+      [st.client_fingerprint === await this.#security.fingerprint(), 'session is for another client key'],
+      [Number.isInteger(st.expires) && st.expires * 1000 > Date.now(), 'session already expired'],
+    ];
+    for (const [ok, why] of checks) if (!ok) throw new ProtocolError(why);
+    this.#session = { token: desc.token, cert, user: st.user, expires: st.expires,
+      fingerprint: st.session_fingerprint };
+  }
+
+  async #ensureSession() {
+    if (!this.#session) throw new NotLoggedInError();
+    if (Date.now() / 1000 < this.#session.expires - RENEW_MARGIN) return;
+    this.#renewing ||= this.startSession().finally(() => { this.#renewing = undefined; });
+    try {
+      await this.#renewing;
+    } catch (e) {
+      this.#session = undefined;
+      throw e instanceof NotLoggedInError ? new SessionExpiredError() : e;
+    }
+  }
+}
+
+/** A decrypted, verified answer, shaped like fetch's Response. */
+export class PGPResponse {
+  #bytes;
+
+  constructor(status, headers, contentType, bytes, tunnelled) {
+    this.status = status;
+    this.ok = status >= 200 && status < 300;
+    this.headers = headers;
+    this.contentType = contentType;
+    this.tunnelled = tunnelled;
+    this.encrypted = true;
+    this.#bytes = bytes;
+  }
+
+  async bytes() { return this.#bytes; }
+  async text() { return new TextDecoder().decode(this.#bytes); }
+  async json() { return JSON.parse(await this.text()); }
+
+  /** The JSON body when ok; otherwise throws CouchError with CouchDB's error and reason. */
+  async checked() {
+    const body = await this.json();
+    if (!this.ok) throw new CouchError(this.status, body);
+    return body;
+  }
+}
+
+/** CouchDB answered an error of its own (not found, conflict, forbidden ...). */
+export class CouchError extends CouchPGPError {
+  constructor(status, body) {
+    super(body?.error || 'http_error', `CouchDB ${status} ${body?.error}: ${body?.reason}`,
+      { status, error: body?.error, reason: body?.reason });
+  }
+}
+
+function envelope(method, path, query, contentType, body) {
+  return { v: 1, method, path, query, ts: Date.now(), nonce: randomBase64(16), content_type: contentType, body };
+}
+
+function encodeBody(body, headers = {}) {
+  const given = Object.entries(headers).find(([k]) => /^content-type$/i.test(k))?.[1];
+  if (body === undefined || body === null) return { contentType: given || 'application/json', text: '' };
+  if (typeof body === 'string') return { contentType: given || 'application/json', text: body };
+  if (body instanceof Uint8Array || body instanceof ArrayBuffer || ArrayBuffer.isView(body)) {
+    return { contentType: given || 'application/octet-stream', bytes: toBytes(body) };
+  }
+  return { contentType: given || 'application/json', text: JSON.stringify(body) };
+}
+
+// couch_pgp's own refusals are errors; CouchDB's (404, 409, forbidden by validation or a
+// signed-only database) are answers the application reads from the response.
+function refuseErrors(status, body) {
+  if (status < 400 || !body || typeof body !== 'object') return;
+  const { error = '', reason = '' } = body;
+  if (status === 401 && /expired/.test(reason) && /^couch_pgp/.test(reason)) throw new SessionExpiredError();
+  if (status === 401 && /^couch_pgp/.test(reason)) throw new NotLoggedInError(reason);
+  if (String(error).startsWith('pgp_') || /^couch_pgp/.test(reason) || status === 413) {
+    throw new RequestRefusedError(status, error, reason);
+  }
+}
+
+// An answer that is not data: plaintext, or encrypted without our nonce. At most it says
+// why the request was refused.
+function plaintextRefusal(status, body) {
+  if (body && typeof body === 'object' && status >= 400) {
+    try { refuseErrors(status, body); } catch (e) { return e; }
+    if (status === 401) return new NotLoggedInError(body.reason || 'unauthorized');
+  }
+  return new ProtocolError(`unverifiable answer (${status}) to an encrypted request`, { status });
+}
+
+async function readJSON(r) {
+  const text = await r.text();
+  return parseJSONMaybe(text, 'application/json') ?? {};
+}
+
+function parseJSON(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ProtocolError('expected JSON in the answer');
+  }
+}
+
+function parseJSONMaybe(text, contentType) {
+  if (!/json|text\/plain/.test(contentType)) return undefined;
+  try { return JSON.parse(text); } catch { return undefined; }
+}
