@@ -4,6 +4,7 @@
 %% can pin its fingerprint before they log in.
 %% `POST /_pgp/session' (logged-in users): a new couch_pgp session for the client
 %% certificate in the body; `GET /_pgp/session': the session of the `X-PGP-Session' token.
+%% The browser client and demo page: couch_pgp_static.
 -module(couch_pgp_httpd).
 -include_lib("couch/include/couch_db.hrl").
 
@@ -86,6 +87,8 @@ handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"certs">>]} = Req) ->
 handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"tunnel">>]} = Req) ->
     _ = authenticated_user(Req),
     couch_pgp_tunnel:handle(Req);
+handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, Name]} = Req) ->
+    couch_pgp_static:handle(Req, Name);
 handle_pgp_req(Req) ->
     chttpd:send_json(Req, 404, {[
         {<<"error">>, <<"not_found">>},

@@ -4,7 +4,8 @@
 #
 #   <release>/lib/couch_pgp-<vsn>/ebin   core beams from _build + couchdb_src/*.erl compiled
 #                                         here against the release's headers
-#   <release>/lib/couch_pgp-<vsn>/priv   priv/*.so and couchdb_src/priv/*
+#   <release>/lib/couch_pgp-<vsn>/priv   priv/*.so, priv/www (the browser client and demo
+#                                         page) and couchdb_src/priv/*
 #   <release>/releases/sys.config        couch_epi plugin list + couch_pgp_epi (the original
 #                                         is backed up once to sys.config.couch_pgp-backup)
 #   <release>/etc/default.d/couch_pgp.ini  plugin defaults (secrets belong in local.ini)
@@ -51,6 +52,7 @@ fi
 # --- What we install --------------------------------------------------------------------
 [ -f "$EBIN/couch_pgp.app" ] || die "$EBIN/couch_pgp.app missing; run 'rebar3 compile' first"
 [ -f "$REPO/priv/couch_pgp_nif.so" ] || die "priv/couch_pgp_nif.so missing; run 'rebar3 compile' first"
+[ -f "$REPO/priv/www/couch_pgp.js" ] || die "priv/www/couch_pgp.js missing; run 'make build' first"
 [ -d "$SRC" ] || die "$SRC missing (CouchDB-side sources)"
 [ -f "$SRC/$EPI.erl" ] || die "$SRC/$EPI.erl missing; refusing to register a plugin that cannot load"
 [ -f "$SRC/couch_pgp.ini" ] || die "$SRC/couch_pgp.ini missing"
@@ -63,6 +65,7 @@ trap 'rm -rf "$STAGE"' EXIT INT TERM
 mkdir -p "$STAGE/$APP/ebin" "$STAGE/$APP/priv"
 cp "$EBIN"/* "$STAGE/$APP/ebin/"
 cp "$REPO"/priv/*.so "$STAGE/$APP/priv/"
+cp -R "$REPO/priv/www" "$STAGE/$APP/priv/www"
 if [ -d "$SRC/priv" ]; then
     cp -R "$SRC/priv/." "$STAGE/$APP/priv/"
 fi
