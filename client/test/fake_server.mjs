@@ -1,0 +1,114 @@
+// A stand-in for the couch_pgp plugin's HTTP protocol, written on OpenPGP.js from the README,
+// as a `fetch` function: it lets the node tests drive the client through the protocol's
+// failure cases (a substituted session key, a wrong nonce, a plaintext answer ...) that a
+// well-behaved server never produces. The real server is tested in test/integration.
+import * as openpgp from 'openpgp';
+
+const gen = async (name) => (await openpgp.generateKey({
+  type: 'ecc', curve: 'curve25519Legacy', userIDs: [{ name }], format: 'object',
+})).privateKey;
+
+const fpr = (k) => k.getFingerprint().toUpperCase();
+
+export class FakeServer {
+  /** `tamper`: hooks that corrupt what the server sends, by name (see below). */
+  tamper = {};
+  requests = []; // decrypted request envelopes, in order
+  sessionsIssued = 0;
+  password = 'pw';
+  lifetime = 600;
+
+  static async create() {
+    const s = new FakeServer();
+    s.identity = await gen('server identity');
+    s.sessionKey = await gen('session');
+    s.stranger = await gen('stranger');
+    return s;
+  }
+
+  get fingerprint() { return fpr(this.identity); }
+
+  fetch = async (url, init = {}) => {
+    const u = new URL(url);
+    const headers = new Headers(init.headers);
+    if (u.pathname === '/_pgp') {
+      const cert = (this.tamper.identityCert || this.identity).toPublic().armor();
+      return json(200, { couch_pgp: '0.1.0', fingerprint: this.fingerprint, cert, encryption: ['seipdv1'], modes: ['session'] });
+    }
+    if (u.pathname === '/_pgp/session' && init.method === 'POST') {
+      if (!this.loggedIn) return json(401, { error: 'unauthorized', reason: 'couch_pgp: log in first.' });
+      const { client_cert: c } = JSON.parse(init.body);
+      this.client = await openpgp.readKey({ armoredKey: c });
+      return json(201, await this.describe());
+    }
+    if (headers.get('content-type') !== 'application/pgp-encrypted') return json(400, { error: 'bad_request' });
+    const login = u.pathname === '/_session' && !headers.get('x-pgp-session');
+    const key = login ? this.identity : this.sessionKey;
+    const msg = await openpgp.readMessage({ armoredMessage: init.body });
+    const { data } = await openpgp.decrypt({ message: msg, decryptionKeys: key });
+    const env = JSON.parse(data);
+    if (login) this.client = await openpgp.readKey({ armoredKey: env.client_cert });
+    const check = await openpgp.decrypt({
+      message: await openpgp.readMessage({ armoredMessage: init.body }), decryptionKeys: key,
+      verificationKeys: this.client, expectSigned: true,
+    });
+    if (check.data !== data) throw new Error('fake server: signature check');
+    this.requests.push({ env, outerMethod: init.method, url: u, headers });
+    if (!login && headers.get('x-pgp-session') !== this.token) {
+      return json(401, { error: 'unauthorized', reason: 'couch_pgp: the session has expired; start a new one.' });
+    }
+    const [status, body] = await this.route(env, login);
+    return this.answer(env, status, body, key);
+  };
+
+  async route(env, login) {
+    if (login) {
+      const { name, password } = JSON.parse(env.body);
+      if (password !== this.password) return [401, { error: 'unauthorized', reason: 'Name or password is incorrect.' }];
+      this.loggedIn = true;
+      return [200, { ok: true, name, roles: [], pgp_session: await this.describe() }];
+    }
+    if (this.tamper.refuse) return this.tamper.refuse;
+    if (env.path === '/_pgp/tunnel') {
+      const inner = JSON.parse(env.body);
+      return [200, { status: 200, headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ inner }), body_base64: false }];
+    }
+    if (env.path === '/db/missing') return [404, { error: 'not_found', reason: 'missing' }];
+    return [200, { ok: true, echo: env }];
+  }
+
+  async describe() {
+    this.sessionsIssued += 1;
+    this.token = `token-${this.sessionsIssued}`;
+    const sessionCert = this.tamper.sessionCert || this.sessionKey;
+    const statement = JSON.stringify({
+      client_fingerprint: this.tamper.clientFingerprint || fpr(this.client),
+      expires: Math.floor(Date.now() / 1000) + this.lifetime,
+      identity_fingerprint: this.fingerprint,
+      session_fingerprint: fpr(this.sessionKey),
+      user: 'alice', v: 1,
+    });
+    const statement_signature = await openpgp.sign({
+      message: await openpgp.createMessage({ binary: new TextEncoder().encode(statement) }),
+      signingKeys: this.tamper.statementSigner || this.identity, detached: true,
+    });
+    return { ok: true, token: this.token, user: 'alice', session_cert: sessionCert.toPublic().armor(),
+      statement, statement_signature };
+  }
+
+  async answer(env, status, body, key) {
+    const resp = { v: 1, status: this.tamper.envelopeStatus || status,
+      nonce: this.tamper.nonce ?? env.nonce, content_type: 'application/json', body: JSON.stringify(body) };
+    if (this.tamper.plaintext) return json(status, body);
+    const armored = await openpgp.encrypt({
+      message: await openpgp.createMessage({ text: JSON.stringify(resp) }),
+      encryptionKeys: this.client, signingKeys: this.tamper.responseSigner || key,
+    });
+    return json(status, { pgp: armored }, { 'X-PGP-Encrypted': '1' });
+  }
+}
+
+function json(status, body, headers = {}) {
+  return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json', ...headers } });
+}
