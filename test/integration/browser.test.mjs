@@ -34,9 +34,11 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
       method: 'PUT', body: { name: 'alice', password: PASSWORD, roles: [], type: 'user' },
     });
     assert.equal(u.status, 201, u.text);
-    assert.equal((await db.json('/patients', { method: 'PUT' })).status, 201);
-    const sec = await db.json('/patients/_security', { method: 'PUT', body: { members: { names: ['alice'] }, admins: {} } });
-    assert.equal(sec.status, 200, sec.text);
+    for (const name of ['patients', 'scans']) {
+      assert.equal((await db.json(`/${name}`, { method: 'PUT' })).status, 201);
+      const sec = await db.json(`/${name}/_security`, { method: 'PUT', body: { members: { names: ['alice'] }, admins: {} } });
+      assert.equal(sec.status, 200, sec.text);
+    }
     identity = (await db.json('/_pgp', { auth: null })).body.fingerprint;
 
     browser = await chromium.launch({
@@ -151,7 +153,7 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
   });
 
-  test('the client module in the page: _changes through the tunnel, refused in place', async () => {
+  test('the client module in the page: _changes, _find and attachments through the tunnel; _changes refused in place', async () => {
     const r = await page.evaluate(async ({ pin, password }) => {
       const { connect, RequestRefusedError } = await import('/_pgp/client.js');
       const c = await connect(location.origin, { pin });
@@ -163,7 +165,18 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
         refused = { isRefused: e instanceof RequestRefusedError, status: e.status, code: e.code, message: e.message };
       }
       const whoami = await (await c.request('/_pgp/whoami')).json();
+      const found = await (await c.request('/patients/_find', { method: 'POST',
+        body: { selector: { type: 'patient' }, fields: ['mrn'] } })).checked();
+      // An attachment: bytes up and down through the tunnel, every byte value intact.
+      const scan = new Uint8Array(256).map((_, i) => i);
+      const doc = await c.putDoc('scans', { _id: 'scan-1', kind: 'xray' });
+      const up = await c.request(`/scans/scan-1/chest.bin?rev=${doc.rev}`, { method: 'PUT', body: scan,
+        headers: { 'Content-Type': 'application/octet-stream' } });
+      const down = await c.request('/scans/scan-1/chest.bin');
+      const got = await down.bytes();
       return { status: ch.status, tunnelled: ch.tunnelled, ids: body.results.map((x) => x.id),
+        found: found.docs.map((d) => d.mrn), up: [up.status, up.tunnelled], down: [down.status, down.tunnelled],
+        same: got.length === 256 && got.every((b, i) => b === i),
         docs: body.results.map((x) => x.doc?.mrn), refused, whoami, client: await c.security.fingerprint() };
     }, { pin: identity, password: PASSWORD });
     assert.equal(r.status, 200);
@@ -174,6 +187,10 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
       r.refused.message);
     assert.match(r.refused.message, /send it through the tunnel/);
     assert.deepEqual(r.whoami, { user: 'alice', encrypted: true, client_fingerprint: r.client });
+    assert.deepEqual(r.found, [PATIENT.mrn]);
+    assert.deepEqual([r.up, r.down, r.same], [[201, true], [200, true], true]);
+    const att = await db.request('/scans/scan-1/chest.bin');
+    assert.deepEqual([...new Uint8Array(await att.arrayBuffer())], [...Array(256).keys()], 'stored as sent');
   });
 
   test('signatures: a changed field or a foreign key fails, the server refuses an unsigned or altered write', async () => {
