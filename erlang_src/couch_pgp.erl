@@ -86,8 +86,9 @@ generate_key() ->
     generate_key(#{}).
 
 %% @doc A new secret key. Default: v4, Ed25519 primary (certify, sign) with a Cv25519
-%% encryption subkey, no user id, no expiry. `expires_in' is in seconds; `v6' makes an
-%% RFC 9580 key.
+%% encryption subkey, no expiry. `expires_in' is in seconds; `v6' makes an RFC 9580 key.
+%% A v4 key always has a user id (default `couch_pgp key'): GnuPG 2.2 and OpenPGP.js refuse
+%% v4 certificates without one. A v6 key has none unless given.
 -spec generate_key(generate_opts()) -> {ok, key()} | {error, reason()}.
 generate_key(Opts) when is_map(Opts) ->
     check_opts(Opts, #{
@@ -96,14 +97,18 @@ generate_key(Opts) when is_map(Opts) ->
         profile => fun(P) -> P =:= v4 orelse P =:= v6 end,
         expires_in => fun(E) -> E =:= never orelse (is_integer(E) andalso E > 0) end
     }),
+    Profile = maps:get(profile, Opts, v4),
     couch_pgp_nif:generate_key(
-        maps:get(user_id, Opts, undefined),
+        maps:get(user_id, Opts, default_user_id(Profile)),
         maps:get(suite, Opts, cv25519),
-        maps:get(profile, Opts, v4),
+        Profile,
         maps:get(expires_in, Opts, never)
     );
 generate_key(_) ->
     erlang:error(badarg).
+
+default_user_id(v4) -> <<"couch_pgp key">>;
+default_user_id(v6) -> undefined.
 
 %% @doc The armored public certificate of a key.
 -spec public_cert(key()) -> cert().
