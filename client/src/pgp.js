@@ -24,7 +24,11 @@ export async function generateKey({ userID = 'couch_pgp client', lifetime = 0 } 
   return privateKey;
 }
 
-export async function readCert(armored) {
+/**
+ * Reads an armored public certificate. `purpose` 'encrypt' (default) also requires a valid
+ * encryption key on it; 'verify' only reads it (signature checks judge its validity).
+ */
+export async function readCert(armored, purpose = 'encrypt') {
   let cert;
   try {
     cert = await openpgp.readKey({ armoredKey: armored });
@@ -32,6 +36,7 @@ export async function readCert(armored) {
     throw new KeyError(`not an OpenPGP certificate (${e.message})`);
   }
   if (cert.isPrivate()) throw new KeyError('expected a public certificate, got a secret key');
+  if (purpose === 'verify') return cert;
   try {
     await cert.getEncryptionKey();
   } catch (e) {

@@ -128,6 +128,6 @@ export class Security {
  * for the rules and the errors.
  */
 export async function verifySignedDoc(doc, certs, opts) {
-  const read = await Promise.all(certs.map((c) => (c instanceof Security ? c.publicCert() : readCert(c))));
+  const read = await Promise.all(certs.map((c) => (c instanceof Security ? c.publicCert() : readCert(c, 'verify'))));
   return verifyDoc(doc, read, opts);
 }

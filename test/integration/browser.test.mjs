@@ -223,6 +223,25 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
     assert.equal(stored.body.rows[0].doc.mrn, PATIENT.mrn, 'nothing was overwritten');
   });
 
+  test('a document signed on the server (couch_pgp:sign_doc) verifies in the browser, and fails changed', async () => {
+    const out = await db.rpc(`
+      {ok, K} = couch_pgp:generate_key(),
+      {ok, D} = couch_pgp:sign_doc({[{<<"_id">>, <<"srv-1">>}, {<<"n">>, 1.5}, {<<"big">>, 9007199254740992},
+                                     {<<"s">>, <<"caf", 16#e9/utf8, " \\u2028 ", 16#1F600/utf8>>},
+                                     {<<"z">>, [null, true, {[{<<"b">>, 1}, {<<"a">>, 2}]}]}]}, K),
+      binary_to_list(base64:encode(jiffy:encode({[{<<"doc">>, D}, {<<"cert">>, couch_pgp:public_cert(K)}]}))).`);
+    const { doc, cert } = JSON.parse(Buffer.from(JSON.parse(out), 'base64').toString('utf8'));
+    const r = await page.evaluate(async ({ doc, cert }) => {
+      const { verifyDoc } = await import('/_pgp/client.js');
+      const good = await verifyDoc(doc, [cert]);
+      let changed = null;
+      try { await verifyDoc({ ...doc, n: 1.25 }, [cert]); } catch (e) { changed = e.code; }
+      return { good, changed };
+    }, { doc, cert });
+    assert.deepEqual(r.good, [doc.pgp_signatures[0].signer]);
+    assert.equal(r.changed, 'bad_signature');
+  });
+
   test("the seed's Security API and the key store in the browser", async () => {
     const r = await page.evaluate(async () => {
       const { Security, KeyStore } = await import('/_pgp/client.js');
