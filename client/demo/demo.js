@@ -57,7 +57,18 @@ function pretty(body, type) {
   try { return JSON.stringify(JSON.parse(body), null, 2); } catch { return body; }
 }
 
-function appView({ request, response }) {
+function appView(x) {
+  if (x.request.path.endsWith('/_pgp/tunnel')) {
+    // Show the inner request and answer the tunnel carried.
+    try {
+      const inner = JSON.parse(x.request.body);
+      const out = JSON.parse(x.response.body);
+      return `${inner.method} ${inner.path}${inner.query ? `?${inner.query}` : ''}   (inside the tunnel)\n`
+        + `${inner.body ? pretty(inner.body) : ''}\n\n→ ${out.status}\n`
+        + `${excerpt(out.body_base64 ? `(${out.body.length} bytes, base64)` : pretty(out.body), 18)}`;
+    } catch { /* fall through to the plain view */ }
+  }
+  const { request, response } = x;
   const req = { ...request };
   if (req.body) req.body = pretty(req.body, req.content_type);
   if (req.client_cert) req.client_cert = '(your public key)';
