@@ -174,9 +174,14 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
         headers: { 'Content-Type': 'application/octet-stream' } });
       const down = await c.request('/scans/scan-1/chest.bin');
       const got = await down.bytes();
+      // Logging out ends the CouchDB login (encrypted DELETE /_session) and the session here.
+      await c.logout();
+      let afterLogout = null;
+      try { await c.request('/_pgp/whoami'); } catch (e) { afterLogout = e.code; }
+      const cookieGone = (await fetch('/_session', { headers: { Accept: 'application/json' } }).then((x) => x.json())).userCtx.name;
       return { status: ch.status, tunnelled: ch.tunnelled, ids: body.results.map((x) => x.id),
         found: found.docs.map((d) => d.mrn), up: [up.status, up.tunnelled], down: [down.status, down.tunnelled],
-        same: got.length === 256 && got.every((b, i) => b === i),
+        same: got.length === 256 && got.every((b, i) => b === i), afterLogout, cookieGone,
         docs: body.results.map((x) => x.doc?.mrn), refused, whoami, client: await c.security.fingerprint() };
     }, { pin: identity, password: PASSWORD });
     assert.equal(r.status, 200);
@@ -189,6 +194,7 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
     assert.deepEqual(r.whoami, { user: 'alice', encrypted: true, client_fingerprint: r.client });
     assert.deepEqual(r.found, [PATIENT.mrn]);
     assert.deepEqual([r.up, r.down, r.same], [[201, true], [200, true], true]);
+    assert.deepEqual([r.afterLogout, r.cookieGone], ['not_logged_in', null]);
     const att = await db.request('/scans/scan-1/chest.bin');
     assert.deepEqual([...new Uint8Array(await att.arrayBuffer())], [...Array(256).keys()], 'stored as sent');
   });
