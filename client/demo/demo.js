@@ -72,7 +72,6 @@ function appView(x) {
   const req = { ...request };
   if (req.body) req.body = pretty(req.body, req.content_type);
   if (req.client_cert) req.client_cert = '(your public key)';
-  if (req.path === '/_session' && req.body) req.body = req.body.replace(/("password":\s*)"[^"]*"/, '$1"••••••"');
   const inner = pretty(response.body, response.content_type);
   return `${request.method} ${request.path}${request.query ? `?${request.query}` : ''}\n`
     + `${typeof req.body === 'string' ? req.body : ''}\n\n→ ${response.status}\n${excerpt(inner, 18)}`;
@@ -117,7 +116,7 @@ async function identity() {
 async function signIn() {
   const typed = $('pin').value.trim();
   let firstUse = false;
-  const pin = typed || ((fpr) => { firstUse = true; return true; });
+  const pin = typed || (() => { firstUse = true; return true; });
   conn = await connect(location.origin, { pin, onExchange: addExchange });
   if (firstUse) localStorage.setItem(PIN_KEY, conn.identityFingerprint);
   const user = $('user').value;

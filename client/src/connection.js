@@ -125,7 +125,7 @@ export class Connection {
       JSON.stringify({ name, password }));
     env.client_cert = await this.#security.getPublicKey();
     const { env: resp } = await this.#exchange(`${this.#base}/_session`, env,
-      [this.#identity], this.#identity, key, {});
+      [this.#identity], this.#identity, key, {}, { ...env, body: JSON.stringify({ name, password: '(hidden)' }) });
     const body = parseJSON(resp.body);
     if (resp.status === 401) throw new LoginFailedError(body.reason || 'unauthorized');
     refuseErrors(resp.status, body);
@@ -257,8 +257,9 @@ export class Connection {
   /** The path as the server sees it on the request line (base path included). */
   #path(p) { return new URL(this.#base + p).pathname; }
 
-  /** Seals `env`, sends it, and opens the answer (checked signer, nonce and status). */
-  async #exchange(url, env, to, signer, key, headers) {
+  /** Seals `env`, sends it, and opens the answer (checked signer, nonce and status).
+   *  onExchange sees `shown` (the envelope, with a login's password hidden). */
+  async #exchange(url, env, to, signer, key, headers, shown = env) {
     const message = await encryptSigned(JSON.stringify(env), to, key);
     const outer = { ...headers };
     for (const k of Object.keys(outer)) if (/^content-type$/i.test(k)) delete outer[k];
@@ -289,7 +290,7 @@ export class Connection {
       throw new ProtocolError('the response answers another request (nonce)');
     }
     const wire = { method: 'POST', url, status: r.status, headers: r.headers, request: message, response: wireText };
-    this.#opts.onExchange?.({ wire, request: env, response: resp });
+    this.#opts.onExchange?.({ wire, request: shown, response: resp });
     return { env: resp, wire };
   }
 

@@ -33,7 +33,12 @@ test('connect refuses a wrong pin, a refusing pin function, and a fingerprint th
 });
 
 test('login travels encrypted to the identity key and yields a checked session', async () => {
-  const { server, conn } = await loggedIn();
+  const server = await FakeServer.create();
+  const seen = [];
+  const conn = await connect(BASE, { pin: server.fingerprint, fetch: server.fetch, onExchange: (e) => seen.push(e) });
+  await conn.login('alice', 'pw');
+  assert.deepEqual(JSON.parse(seen[0].request.body), { name: 'alice', password: '(hidden)' }, 'onExchange never sees the password');
+  assert.ok(seen[0].wire.request.startsWith('-----BEGIN PGP MESSAGE-----'));
   const [login] = server.requests;
   assert.equal(login.outerMethod, 'POST');
   assert.equal(login.env.path, '/_session');
