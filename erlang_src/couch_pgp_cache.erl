@@ -3,12 +3,13 @@
 %%
 %% Both are ETS tables owned by this server and swept every few seconds. Nonces are kept
 %% for as long as a timestamp is accepted (the skew window), after which the timestamp check
-%% alone refuses a replay. The nonce table is per node: see the README for what that means
-%% in a cluster.
+%% alone refuses a replay. A nonce is claimed on every connected node before a request runs
+%% (seen_nonce/3), so a request captured on its way to one node of a cluster cannot be
+%% replayed to another.
 -module(couch_pgp_cache).
 -behaviour(gen_server).
 
--export([start_link/0, session/2, put_session/3, seen_nonce/3]).
+-export([start_link/0, session/2, put_session/3, seen_nonce/3, claim_nonce/3]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(SESSIONS, couch_pgp_sessions).
@@ -42,14 +43,42 @@ put_session(Digest, Session, Expires) ->
         error:badarg -> ok
     end.
 
-%% @doc Records `Nonce' (until `Until', unix ms); `true' if it had been seen already.
-%% Without the cache running every nonce counts as seen: refusing is the safe side.
+%% How long a node waits for the others to claim a nonce. A node that does not answer in time
+%% (or does not run couch_pgp) is not asked again for this request; see the README.
+-define(CLAIM_TIMEOUT_MS, 500).
+
+%% @doc Records `Nonce' (until `Until', unix ms) on this node and on every connected node;
+%% `true' if any of them had seen it already. Two copies of one request sent to two nodes at
+%% once are both refused: each node finds the other's claim. Without the cache running every
+%% nonce counts as seen: refusing is the safe side.
 -spec seen_nonce(binary(), binary(), integer()) -> boolean().
 seen_nonce(Scope, Nonce, Until) ->
+    case claim(Scope, Nonce, Until) of
+        {ok, Seen} -> Seen orelse seen_elsewhere(Scope, Nonce, Until);
+        no_cache -> true
+    end.
+
+%% @doc This node's part of seen_nonce/3, called on it by the other nodes. A node whose cache
+%% is not running has no opinion (`false'); it refuses its own requests meanwhile.
+-spec claim_nonce(binary(), binary(), integer()) -> boolean().
+claim_nonce(Scope, Nonce, Until) ->
+    claim(Scope, Nonce, Until) =:= {ok, true}.
+
+claim(Scope, Nonce, Until) ->
     try
-        not ets:insert_new(?NONCES, {{Scope, Nonce}, Until})
+        {ok, not ets:insert_new(?NONCES, {{Scope, Nonce}, Until})}
     catch
-        error:badarg -> true
+        error:badarg -> no_cache
+    end.
+
+seen_elsewhere(Scope, Nonce, Until) ->
+    case nodes() of
+        [] ->
+            false;
+        Nodes ->
+            Results = erpc:multicall(Nodes, ?MODULE, claim_nonce, [Scope, Nonce, Until],
+                                     ?CLAIM_TIMEOUT_MS),
+            lists:member({ok, true}, Results)
     end.
 
 %% ----------------------------------------------------------------- gen_server
