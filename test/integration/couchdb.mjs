@@ -275,6 +275,51 @@ export class CouchDB {
     }
   }
 
+  /**
+   * A cluster of `size` nodes from copies of the release, sharing one private epmd, the
+   * Erlang cookie, the admin, `[chttpd_auth] secret` (so couch_pgp's session tokens open on
+   * every node) and the server identity key (copied from the first node, as an operator
+   * would), joined through `/_node/_local/_nodes` with `[cluster] n = size`. opts as start().
+   */
+  static async startCluster(size, opts = {}) {
+    const nodes = [];
+    try {
+      nodes.push(await CouchDB.start({ ...opts, cluster: { size } }));
+      const [first] = nodes;
+      await first.waitFor(async () => (await first.json('/_pgp', { auth: null })).status === 200,
+        { what: 'the first node to have its identity key' });
+      const keyFile = path.join(first.home, 'data', 'couch_pgp', 'server_key.asc');
+      for (let i = 1; i < size; i++) {
+        nodes.push(await CouchDB.start({ ...opts, cluster: { size, first },
+          prepare: async (db) => {
+            const dir = path.join(db.home, 'data', 'couch_pgp');
+            await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+            await fsp.copyFile(keyFile, path.join(dir, 'server_key.asc'));
+            await fsp.chmod(path.join(dir, 'server_key.asc'), 0o600);
+          } }));
+      }
+      for (const node of nodes.slice(1)) {
+        const r = await first.json(`/_node/_local/_nodes/${node.nodeName}`, { method: 'PUT', body: {} });
+        if (r.status !== 201 && r.status !== 202) throw new Error(`joining ${node.nodeName}: ${r.status} ${r.text}`);
+      }
+      const names = nodes.map((n) => n.nodeName).sort();
+      for (const node of nodes) {
+        await node.waitFor(async () => {
+          const m = await node.json('/_membership');
+          return JSON.stringify([...(m.body.cluster_nodes || [])].sort()) === JSON.stringify(names);
+        }, { timeoutMs: 60000, what: `${node.nodeName} to see the whole cluster` });
+      }
+      for (const db of ['_users', '_replicator']) {
+        const r = await first.json(`/${db}`, { method: 'PUT' });
+        if (r.status !== 201 && r.status !== 202 && r.status !== 412) throw new Error(`creating ${db}: ${r.status} ${r.text}`);
+      }
+      return nodes;
+    } catch (e) {
+      for (const n of nodes.reverse()) await n.stop();
+      throw e;
+    }
+  }
+
   dir; home; port; url; nodeName; cookie; epmdPort; logFile;
   admin = { username: 'admin', password: rand(12) };
   /** [couch_pgp] passphrase written to local.ini (unless opts.ini overrides it). */
@@ -301,17 +346,25 @@ export class CouchDB {
     this.port = await freePort();
     this.url = `http://127.0.0.1:${this.port}`;
     this.nodeName = `couchdb-${rand(4)}@127.0.0.1`;
-    this.cookie = rand(16);
+    const first = opts.cluster?.first;
+    this.cookie = first ? first.cookie : rand(16);
+    this.authSecret = first ? first.authSecret : rand(16);
+    this.uuid = first ? first.uuid : rand(16);
+    if (first) {
+      this.admin = first.admin;
+      this.passphrase = first.passphrase;
+      this.epmdPort = first.epmdPort; // one epmd for the cluster, the first node's
+    }
     this.logFile = path.join(this.dir, 'couchdb.log');
     this.iniOverrides = mergeIni({ couch_pgp: { passphrase: this.passphrase } }, opts.ini || {});
     this.passphrase = this.iniOverrides.couch_pgp.passphrase ?? null;
     this.setIni({
-      couchdb: { single_node: 'true', uuid: rand(16) },
-      cluster: { n: '1' },
+      couchdb: { single_node: opts.cluster ? 'false' : 'true', uuid: this.uuid },
+      cluster: { n: String(opts.cluster?.size ?? 1) },
       chttpd: { bind_address: '127.0.0.1', port: String(this.port) },
       httpd: { bind_address: '127.0.0.1', port: String(await freePort()) },
       admins: { [this.admin.username]: this.admin.password },
-      chttpd_auth: { secret: rand(16) },
+      chttpd_auth: { secret: this.authSecret },
       log: { writer: 'stderr', level: 'info' },
     });
     this.setIni(this.iniOverrides);
@@ -348,7 +401,7 @@ export class CouchDB {
   }
 
   async #launch() {
-    if (!this.#epmd) await this.#startEpmd();
+    if (!this.#epmd && !this.#opts.cluster?.first) await this.#startEpmd();
     const out = fs.openSync(this.logFile, 'a');
     fs.writeSync(out, `\n==== harness: starting ${this.nodeName} at ${new Date().toISOString()} ====\n`);
     this.#proc = spawn(path.join(this.home, 'bin', 'couchdb'), [], {
@@ -382,6 +435,8 @@ export class CouchDB {
       await sleep(250);
     }
     if (Date.now() >= deadline) throw new Error(`CouchDB not up after ${UP_TIMEOUT_MS / 1000} s\n${this.logTail()}`);
+    // A cluster node waits for startCluster() to join it and create the system databases.
+    if (this.#opts.cluster) return;
     // single_node = true makes the node create _users and _replicator right after /_up.
     for (;;) {
       if (exit) throw new Error(`CouchDB exited during boot (${JSON.stringify(exit)})\n${this.logTail()}`);
