@@ -93,6 +93,8 @@ export class Connection {
     opts?: { verifyWith?: (string | Security)[]; query?: string }): Promise<{ doc: T; signers?: string[] }>;
   registerCertificate(security: Security): Promise<{ ok: true; fingerprint: string; fingerprints: string[] }>;
   registeredCertificates(): Promise<string[]>;
+  /** Resolves to the remaining fingerprints; rejects with CouchError `not_found`. */
+  unregisterCertificate(fingerprint: string): Promise<string[]>;
   logout(): Promise<void>;
 }
 

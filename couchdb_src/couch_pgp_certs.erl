@@ -6,10 +6,14 @@
 %% detached signature by that key over the canonical JSON
 %% `{"action":"register","fingerprint":F,"user":U}'. Without the proof, anyone could claim
 %% someone else's signatures as their own.
+%%
+%% `DELETE /_pgp/certs/<fingerprint>' removes one again (a lost or compromised key needs no
+%% proof: the user's own login is enough). Signed-only databases then refuse new writes
+%% signed by it; documents already written keep their signatures.
 -module(couch_pgp_certs).
 -include_lib("couch/include/couch_db.hrl").
 
--export([handle/2, registered/1]).
+-export([handle/2, handle_one/3, registered/1]).
 
 -define(USERS_DB, <<"_users">>).
 
@@ -50,6 +54,23 @@ handle(#httpd{method = 'POST'} = Req, User) ->
                                  {<<"fingerprints">>, fingerprints(Certs1)}]});
 handle(Req, _User) ->
     chttpd:send_method_not_allowed(Req, "GET,POST").
+
+%% @doc `DELETE /_pgp/certs/<fingerprint>': removes one of the user's certificates.
+handle_one(#httpd{method = 'DELETE'} = Req, User, Fpr0) ->
+    Fpr = string:uppercase(Fpr0),
+    {Doc, Certs} = user_doc(User),
+    case [C || C <- Certs, couch_pgp:fingerprint(C) =/= Fpr] of
+        Certs ->
+            chttpd:send_json(Req, 404, {[{<<"error">>, <<"not_found">>},
+                                         {<<"reason">>, <<"No such certificate registered to this user.">>}]});
+        Kept ->
+            save(Doc, Kept),
+            couch_log:notice("couch_pgp audit: cert removed user=~s cert=~s", [User, Fpr]),
+            chttpd:send_json(Req, 200, {[{<<"ok">>, true}, {<<"fingerprint">>, Fpr},
+                                         {<<"fingerprints">>, fingerprints(Kept)}]})
+    end;
+handle_one(Req, _User, _Fpr) ->
+    chttpd:send_method_not_allowed(Req, "DELETE").
 
 %% @doc The certificates registered to `User' (none when there is no `_users' document).
 -spec registered(binary()) -> [binary()].

@@ -84,6 +84,8 @@ handle_pgp_req(#httpd{method = Method, path_parts = [<<"_pgp">>, <<"whoami">>]} 
     ]});
 handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"certs">>]} = Req) ->
     couch_pgp_certs:handle(Req, authenticated_user(Req));
+handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"certs">>, Fpr]} = Req) ->
+    couch_pgp_certs:handle_one(Req, authenticated_user(Req), Fpr);
 handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"tunnel">>]} = Req) ->
     _ = authenticated_user(Req),
     couch_pgp_tunnel:handle(Req);

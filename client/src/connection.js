@@ -236,6 +236,15 @@ export class Connection {
     return r.checked();
   }
 
+  /** Removes one of the user's registered certificates (a lost or compromised key):
+   *  signed-only databases refuse new writes signed by it. Resolves to the remaining
+   *  fingerprints; CouchError `not_found` if it was not registered. */
+  async unregisterCertificate(fingerprint) {
+    const fpr = normalizeFingerprint(fingerprint);
+    const r = await this.request(`/_pgp/certs/${encodeURIComponent(fpr)}`, { method: 'DELETE' });
+    return (await r.checked()).fingerprints;
+  }
+
   /** The fingerprints of the user's registered certificates. */
   async registeredCertificates() {
     return (await (await this.request('/_pgp/certs')).checked()).fingerprints;

@@ -76,7 +76,7 @@ describe('couch_pgp on a two-node CouchDB cluster', { skip, timeout: 600000 }, (
     for (const n of nodes) assert.equal((await n.json('/records/r1')).body.note, 'cluster');
   });
 
-  test('a certificate registered through one node signs writes the other node accepts', async () => {
+  test('a certificate registered through one node signs writes the other node accepts, until it is removed', async () => {
     const lb = roundRobin();
     const couch = await connect(nodes[1].url, { pin: identity, fetch: lb.fetch, headers: { Authorization: basic } });
     await couch.login('alice', PASSWORD);
@@ -91,6 +91,18 @@ describe('couch_pgp on a two-node CouchDB cluster', { skip, timeout: 600000 }, (
     }
     assert.deepEqual(results, [201, 403, 201, 403]);
     assert.equal((await nodes[0].json('/signed/_all_docs')).body.rows.length, 2);
+
+    // Removed again (a lost key): new writes signed by it are refused on every node.
+    const fpr = await signer.fingerprint();
+    assert.deepEqual(await couch.unregisterCertificate(fpr.toLowerCase()), []);
+    await assert.rejects(couch.unregisterCertificate(fpr), (e) => e.status === 404 && e.error === 'not_found');
+    const after = [];
+    for (let k = 2; k < 4; k++) {
+      const doc = await signer.signDoc({ _id: `s${k}`, n: k });
+      after.push((await couch.request(`/signed/s${k}`, { method: 'PUT', body: doc })).status);
+    }
+    assert.deepEqual(after, [403, 403]);
+    assert.match(nodes.map((n) => n.log()).join('\n'), new RegExp(`couch_pgp audit: cert removed user=alice cert=${fpr}`));
   });
 
   test('a request captured on its way to one node is refused as a replay by the other', async () => {
