@@ -1,5 +1,5 @@
 # Common commands; see README.md.
-.PHONY: setup build demo test test-rust test-erlang test-client bench clean install uninstall test-integration bench-http
+.PHONY: setup build demo demo-local test test-all lint clippy xref dialyzer test-rust test-erlang test-client bench clean install uninstall test-integration bench-http
 
 setup:
 	sh scripts/setup.sh
@@ -9,7 +9,12 @@ build:
 	rebar3 compile
 	sh scripts/build_client.sh
 
+# The seed's workflow over real HTTP in a temporary CouchDB with the plugin switched on, then
+# the node stays up for the demo page until Ctrl-C. Without a CouchDB: the in-process version.
 demo: setup build
+	sh scripts/with_couchdb.sh sh scripts/demo.sh
+
+demo-local: build
 	mkdir -p _build/examples
 	erlc -o _build/examples examples/seed_workflow.erl
 	erl -noshell -pa _build/default/lib/couch_pgp/ebin -pa _build/examples -s seed_workflow main -s init stop
@@ -24,33 +29,51 @@ test-erlang: build
 test-client: build
 	cd client && npm test && npm run --silent typecheck
 
-test: setup test-rust test-erlang test-client test-sop test-integration
+# Everything, against one CouchDB release found by scripts/with_couchdb.sh (COUCHDB_HOME,
+# else /opt/couchdb, else ../shared/couchdb's tarball unpacked for this run only).
+test: setup
+	sh scripts/with_couchdb.sh $(MAKE) --no-print-directory test-all
 
-# Plugin install into a built CouchDB 3.x release (never the one you run tests against:
-# test-integration installs into its own temporary copy).
-COUCHDB_HOME ?= /opt/couchdb
+test-all: lint test-rust test-erlang test-client test-sop test-integration
 
+# The static checks each language has: clippy (both crates), xref, dialyzer (the core and
+# couchdb_src/ against the release's own modules and headers), tsc (in test-client).
+lint: clippy xref dialyzer
+
+clippy:
+	cd native/couch_pgp_nif && cargo clippy --locked --all-targets -- -D warnings
+	cd native/couch_pgp_nif && cargo clippy --locked --all-targets --no-default-features --features crypto-nettle -- -D warnings
+	cd native/couch_pgp_sop && cargo clippy --locked --all-targets -- -D warnings
+
+xref: build
+	rebar3 xref
+
+dialyzer: build
+	sh scripts/with_couchdb.sh sh scripts/dialyzer.sh
+
+# Plugin install into the CouchDB 3.x release you run (COUCHDB_HOME, default /opt/couchdb).
+# The tests never install into it: they copy whatever release they find.
 install: build
-	sh scripts/install.sh "$(COUCHDB_HOME)"
+	sh scripts/install.sh "$${COUCHDB_HOME:-/opt/couchdb}"
 
 uninstall:
-	sh scripts/uninstall.sh "$(COUCHDB_HOME)"
+	sh scripts/uninstall.sh "$${COUCHDB_HOME:-/opt/couchdb}"
 
-# Boots temporary copies of $(COUCHDB_HOME) (never modified) with the plugin installed;
-# the tests report as skipped when there is no CouchDB there.
+# Boots temporary copies of the release (never modified) with the plugin installed. Outside
+# CI a missing CouchDB makes the suites print SKIPPED; under CI=true it fails them.
 test-integration: build
 	@if [ ! -d test/integration/node_modules ]; then \
 	    (cd test/integration && npm ci --silent --no-audit --no-fund); fi
-	COUCHDB_HOME="$(COUCHDB_HOME)" COUCH_PGP_IT_PREBUILT=1 \
+	COUCH_PGP_IT_PREBUILT=1 sh scripts/with_couchdb.sh \
 	    node --test --test-reporter=tap test/integration/*.test.mjs
 
 bench: setup build
 	sh bench/run.sh
 
-# Encrypted against plain PUT/GET through one temporary CouchDB ($(COUCHDB_HOME), copied,
-# never modified); see bench/http/run.mjs. QUICK=1 for a short run.
+# Encrypted against plain PUT/GET through one temporary CouchDB (found as for the tests,
+# copied, never modified); see bench/http/run.mjs. QUICK=1 for a short run.
 bench-http: build
-	COUCHDB_HOME="$(COUCHDB_HOME)" COUCH_PGP_IT_PREBUILT=1 node bench/http/run.mjs
+	COUCH_PGP_IT_PREBUILT=1 sh scripts/with_couchdb.sh node bench/http/run.mjs
 
 clean:
 	rm -rf _build priv/*.so priv/www native/couch_pgp_nif/target

@@ -70,11 +70,11 @@ if [ -d "$SRC/priv" ]; then
     cp -R "$SRC/priv/." "$STAGE/$APP/priv/"
 fi
 
-# Compile the CouchDB-side modules against the release (include_lib("couch/include/...")
+# Compile the CouchDB-side modules against the release, any warning an error (include_lib("couch/include/...")
 # resolves through ERL_LIBS). Nothing in the release is touched if this fails.
 set -- "$SRC"/*.erl
 ERL_LIBS="$REL/lib" erlc -o "$STAGE/$APP/ebin" -pa "$STAGE/$APP/ebin" \
-    -I "$SRC" -I "$REPO/erlang_src" +debug_info "$@" ||
+    -I "$SRC" -I "$REPO/erlang_src" +debug_info +warnings_as_errors +warn_missing_spec "$@" ||
     die "compiling $SRC/*.erl against $REL failed"
 escript "$TOOL" app-modules "$STAGE/$APP/ebin/couch_pgp.app" "$STAGE/$APP/ebin" >/dev/null
 escript "$TOOL" check-epi "$STAGE/$APP/ebin" "$REL" "$EPI" >/dev/null ||

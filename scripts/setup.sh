@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs everything couch_pgp needs on a Debian 12 machine that has only Rust:
 # Erlang/OTP 25 and rebar3, the C libraries sequoia builds against, the interop peers
-# (gpg, sqop, sq, gosop), Chromium for the browser tests, and the Node packages (the
-# browser client's build, OpenPGP.js tests, playwright-core). Safe to run again.
+# (gpg, sqop, sq, gosop), Chromium for the browser tests, what a CouchDB 3.5 release needs to
+# run (libicu72, libssl3; curl and xz to fetch and unpack), and the Node packages (the browser
+# client's build, OpenPGP.js tests, playwright-core). Safe to run again.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,8 @@ SUDO=""
 PACKAGES="erlang-nox erlang-dev erlang-src erlang-eunit erlang-tools erlang-crypto \
   erlang-dialyzer erlang-proper erlang-proper-dev rebar3 \
   nettle-dev libgmp-dev libclang-dev clang pkg-config libssl-dev \
-  gnupg sqop sq gosop make chromium"
+  gnupg sqop sq gosop make chromium \
+  libicu72 libssl3 curl xz-utils"
 # Node.js: the machine's own (v20 here) if present; Debian's otherwise.
 command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
 

@@ -8,11 +8,11 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CouchDB, couchdbSkip, REPO } from './couchdb.mjs';
+import { CouchDB, couchdbSkip, skipUnless, REPO } from './couchdb.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const skip = couchdbSkip() || (fs.existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
-if (skip && !couchdbSkip()) console.log(`SKIPPED: ${skip}`);
+const skip = couchdbSkip()
+  || skipUnless(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
 const SCREENSHOT = path.join(REPO, '_build', 'test-artifacts', 'demo-page.png');
 fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
 

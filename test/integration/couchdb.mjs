@@ -12,8 +12,8 @@
 // runs `make install COUCHDB_HOME=<copy>` (or scripts/install.sh directly when the Makefile
 // has already built the app: COUCH_PGP_IT_PREBUILT=1; COUCH_PGP_COUCHDB_SRC is passed on),
 // edits the copy's etc/local.ini (admin with a random password, 127.0.0.1:<free port>,
-// single_node + [cluster] n=1, random [chttpd_auth] secret and [couch_pgp] passphrase, then
-// opts.ini), writes a vm.args copy with a unique -name and -setcookie (COUCHDB_ARGS_FILE),
+// single_node + [cluster] n=1, random [chttpd_auth] secret and [couch_pgp] passphrase,
+// [couch_pgp] enable = true, then opts.ini), writes a vm.args copy with a unique -name and -setcookie (COUCHDB_ARGS_FILE),
 // starts a private epmd on a free loopback port (ERL_EPMD_PORT; the machine's shared epmd is
 // neither started nor touched) and bin/couchdb in its own process group
 // (ERL_EPMD_ADDRESS=127.0.0.1), and waits for GET /_up and for _users (60 s, then throws
@@ -47,17 +47,28 @@ export function couchdbHome() {
   return path.resolve(process.env.COUCHDB_HOME || '/opt/couchdb');
 }
 
-let skipPrinted = false;
-/** false when a CouchDB release is available; else prints the SKIPPED line once and
- *  returns the reason, for `test(name, { skip }, ...)`. */
+/** True under CI (CI=true, as CI systems set it): there, a suite that would skip fails. */
+export const IN_CI = !['', 'false', '0'].includes(process.env.CI || '');
+
+const skipsPrinted = new Set();
+/** Outside CI: false when what the suite needs is there; else prints a SKIPPED line once
+ *  per reason and returns the reason, for `test(name, { skip }, ...)`. Under CI it throws
+ *  instead, so that a green CI run means the suite ran. */
+export function skipUnless(available, reason) {
+  if (available) return false;
+  if (IN_CI) throw new Error(`FAILED: the integration suite would skip in CI: ${reason}`);
+  if (!skipsPrinted.has(reason)) {
+    console.log(`SKIPPED: ${reason}`);
+    skipsPrinted.add(reason);
+  }
+  return reason;
+}
+
+/** skipUnless() for a CouchDB release at couchdbHome(). */
 export function couchdbSkip() {
   const home = couchdbHome();
-  if (fs.existsSync(path.join(home, 'bin', 'couchdb'))) return false;
-  if (!skipPrinted) {
-    console.log(`SKIPPED: no CouchDB at ${home}`);
-    skipPrinted = true;
-  }
-  return `no CouchDB at ${home}`;
+  return skipUnless(fs.existsSync(path.join(home, 'bin', 'couchdb')),
+    `no CouchDB at ${home} (set COUCHDB_HOME, or run through make test, which also finds ../shared/couchdb)`);
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -356,7 +367,9 @@ export class CouchDB {
       this.epmdPort = first.epmdPort; // one epmd for the cluster, the first node's
     }
     this.logFile = path.join(this.dir, 'couchdb.log');
-    this.iniOverrides = mergeIni({ couch_pgp: { passphrase: this.passphrase } }, opts.ini || {});
+    // Switched on, as an operator does after `make install` (opts.ini can say enable: null
+    // to keep the installed default, off).
+    this.iniOverrides = mergeIni({ couch_pgp: { enable: 'true', passphrase: this.passphrase } }, opts.ini || {});
     this.passphrase = this.iniOverrides.couch_pgp.passphrase ?? null;
     this.setIni({
       couchdb: { single_node: opts.cluster ? 'false' : 'true', uuid: this.uuid },

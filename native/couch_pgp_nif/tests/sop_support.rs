@@ -46,9 +46,9 @@ fn password_round_trip_and_wrong_password() {
     let r = decrypt_with(&msg, &DecryptOptions { passwords: &[b"nope"], ..Default::default() }, &mut Vec::new());
     assert_eq!(r.err(), Some(Error::BadPassphrase));
     // An empty password would make an SKESK anyone can open.
-    let r = encrypt(b"x", &[], &EncryptOptions { passwords: &[b""], ..Default::default() }, &mut Vec::new());
+    let r = encrypt(b"x", &[], &EncryptOptions { passwords: &[b""], ..Default::default() }, Vec::new());
     assert_eq!(r.err(), Some(Error::EmptyPassphrase));
-    assert_eq!(encrypt(b"x", &[], &EncryptOptions::default(), &mut Vec::new()).err(), Some(Error::NoEncryptionKey));
+    assert_eq!(encrypt(b"x", &[], &EncryptOptions::default(), Vec::new()).err(), Some(Error::NoEncryptionKey));
 }
 
 #[test]
@@ -218,7 +218,7 @@ fn generate_with_several_user_ids_and_signing_only() {
         k.cert().userids().map(|u| String::from_utf8_lossy(u.userid().value()).into_owned()).collect();
     assert_eq!(uids, ["A <a@example.org>", "B <b@example.org>"]);
     assert!(k.decryptors().is_empty());
-    let r = encrypt(b"x", &[&cert_of(&k)], &EncryptOptions::default(), &mut Vec::new());
+    let r = encrypt(b"x", &[&cert_of(&k)], &EncryptOptions::default(), Vec::new());
     assert_eq!(r.err(), Some(Error::NoEncryptionKey));
 }
 
@@ -392,6 +392,6 @@ fn ecdh_subkey_with_unusable_kdf_is_no_encryption_key() {
         .expect("bind");
     let (cert, _) = cert.insert_packets(vec![openpgp::Packet::from(subkey), binding.into()]).expect("insert");
     let public = cert.strip_secret_key_material();
-    let r = encrypt(b"x", &[&public], &EncryptOptions::default(), &mut Vec::new());
+    let r = encrypt(b"x", &[&public], &EncryptOptions::default(), Vec::new());
     assert_eq!(r.err(), Some(Error::NoEncryptionKey));
 }
