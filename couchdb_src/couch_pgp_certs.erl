@@ -17,6 +17,7 @@
 
 -define(USERS_DB, <<"_users">>).
 
+-spec handle(#httpd{}, binary()) -> {ok, term()}.
 handle(#httpd{method = 'GET'} = Req, User) ->
     {_Doc, Certs} = user_doc(User),
     chttpd:send_json(Req, 200, {[{<<"user">>, User},
@@ -56,6 +57,7 @@ handle(Req, _User) ->
     chttpd:send_method_not_allowed(Req, "GET,POST").
 
 %% @doc `DELETE /_pgp/certs/<fingerprint>': removes one of the user's certificates.
+-spec handle_one(#httpd{}, binary(), binary()) -> {ok, term()}.
 handle_one(#httpd{method = 'DELETE'} = Req, User, Fpr0) ->
     Fpr = string:uppercase(Fpr0),
     {Doc, Certs} = user_doc(User),

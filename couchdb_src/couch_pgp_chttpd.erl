@@ -11,28 +11,39 @@
 -module(couch_pgp_chttpd).
 -include_lib("couch/include/couch_db.hrl").
 
--export([before_request/1, before_response/4]).
+-export([before_request/1, before_response/4, handle_error/1]).
 
 -define(CTX, couch_pgp_ctx).
 -define(CTYPE, "application/pgp-encrypted").
 -define(SESSION_HEADER, "X-PGP-Session").
 
+%% chttpd hooks return their arguments as a list (couch_epi any/all dispatch).
+-spec before_request(#httpd{}) -> [#httpd{}].
 before_request(#httpd{mochi_req = M} = Req) ->
     %% The process serves several requests on a keep-alive connection.
     erase(?CTX),
     case is_encrypted(M) of
         true ->
+            %% Switched off, an encrypted request is refused unread: never processed, and
+            %% never answered in plaintext.
+            couch_pgp_config:enabled() orelse count_and_refuse(disabled),
             [decrypt_request(Req)];
         false ->
             refuse_plaintext_if_required(Req),
             [Req]
     end.
 
+-spec before_response(#httpd{}, integer(), list(), term()) -> [term()].
 before_response(Req, Code, Headers, Body) ->
     case get(?CTX) of
         undefined -> [Req, Code, Headers, Body];
         Ctx -> encrypt_response(Ctx, Req, Code, Headers, Body)
     end.
+
+%% chttpd's error hook: renders the refusals whose status chttpd has no term for.
+-spec handle_error(term()) -> [term()].
+handle_error(Error) ->
+    couch_pgp_http_errors:handle_error(Error).
 
 %% ----------------------------------------------------------------- requests
 
@@ -87,7 +98,7 @@ decrypt_request(#httpd{mochi_req = M, method = Method, path_parts = Parts} = Req
         false -> ok
     end,
     refuse_unsupported_type(InnerType),
-    couch_stats:increment_counter([couch_pgp, requests_decrypted]),
+    couch_pgp_stats:count(requests_decrypted),
     put(?CTX, Peer#{client_cert => ClientCert, nonce => Nonce}),
     Req#httpd{method = Inner, mochi_req = with_body(M, Inner, InnerType, Body)}.
 
@@ -217,8 +228,9 @@ with_body(M, Method, ContentType, Body) ->
                          Method, mochiweb_request:get(raw_path, M),
                          mochiweb_request:get(version, M), Headers).
 
+-spec count_and_refuse(term()) -> no_return().
 count_and_refuse(Reason) ->
-    couch_stats:increment_counter([couch_pgp, requests_refused]),
+    couch_pgp_stats:count(requests_refused),
     audit_refusal(Reason),
     refuse(Reason).
 
@@ -231,6 +243,7 @@ audit_refusal(Reason) ->
     couch_log:notice("couch_pgp audit: encrypted_request refused reason=~p user=~p client=~p",
                      [Reason, User, Client]).
 
+-spec refuse(term()) -> no_return().
 refuse(Reason) ->
     throw(couch_pgp_http_errors:to_chttpd(Reason)).
 
@@ -249,7 +262,7 @@ encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonc
             Envelope = couch_pgp_envelope:response(Code, Nonce, ContentType, Plain),
             case couch_pgp:encrypt(Envelope, [ClientCert], #{sign_with => SignKey}) of
                 {ok, Armored} ->
-                    couch_stats:increment_counter([couch_pgp, responses_encrypted]),
+                    couch_pgp_stats:count(responses_encrypted),
                     %% The ETag is derived from the plaintext body.
                     Headers1 = [{"X-PGP-Encrypted", "1"} | drop_header("ETag", Headers)],
                     case is_binary(Body) andalso not json_response(Headers) of
@@ -265,7 +278,7 @@ encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonc
                     %% No plaintext instead: drop the context so that the error response to
                     %% this throw is not encrypted either, and CouchDB closes the exchange.
                     erase(?CTX),
-                    couch_stats:increment_counter([couch_pgp, responses_refused]),
+                    couch_pgp_stats:count(responses_refused),
                     exit({shutdown, couch_pgp_cannot_encrypt})
             end;
         streamed ->

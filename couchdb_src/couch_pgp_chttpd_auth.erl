@@ -10,6 +10,7 @@
 
 -export([authorize/1]).
 
+-spec authorize(#httpd{}) -> {decided, #httpd{}} | no_decision.
 authorize(#httpd{user_ctx = UserCtx, path_parts = Parts} = Req) ->
     case get(couch_pgp_ctx) of
         #{user := SessionUser} when is_binary(SessionUser) ->

@@ -2,7 +2,13 @@
 %% a change takes effect on the next request without a restart.
 -module(couch_pgp_config).
 
--export([token_secret/0, session_lifetime/0, max_skew_ms/0, require_encryption/1]).
+-export([enabled/0, token_secret/0, session_lifetime/0, max_skew_ms/0, require_encryption/1]).
+
+%% @doc `[couch_pgp] enable' (default false): whether sessions, encrypted requests and the
+%% identity key are on. See couch_pgp_switch for what stays in force when off.
+-spec enabled() -> boolean().
+enabled() ->
+    config:get_boolean("couch_pgp", "enable", false).
 
 %% @doc The key that seals session tokens: from `[couch_pgp] secret', else from
 %% `[chttpd_auth] secret' (which every node of a cluster must already share for cookies).

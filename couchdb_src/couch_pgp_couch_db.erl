@@ -11,6 +11,7 @@
 
 -export([before_doc_update/3]).
 
+-spec before_doc_update(#doc{}, term(), atom()) -> [term()].
 before_doc_update(#doc{id = <<"_design/", _/binary>>} = Doc, Db, Type) ->
     [Doc, Db, Type];
 before_doc_update(#doc{} = Doc, Db, interactive_edit = Type) ->
@@ -35,14 +36,12 @@ signed_db(<<"_", _/binary>>, _Db) ->
 signed_db(DbName, Db) ->
     Listed = [string:trim(S) || S <- string:split(config:get("couch_pgp", "signed_dbs", ""), ",", all)],
     lists:member(binary_to_list(DbName), Listed) orelse
-        case couch_db:get_security(Db) of
-            {SecProps} ->
-                case couch_util:get_value(<<"couch_pgp">>, SecProps) of
-                    {PgpProps} -> couch_util:get_value(<<"signed">>, PgpProps) =:= true;
-                    _ -> false
-                end;
-            _ ->
-                false
+        begin
+            {SecProps} = couch_db:get_security(Db),
+            case couch_util:get_value(<<"couch_pgp">>, SecProps) of
+                {PgpProps} -> couch_util:get_value(<<"signed">>, PgpProps) =:= true;
+                _ -> false
+            end
         end.
 
 verify(#doc{id = Id} = Doc, DbName, #user_ctx{name = User}) when is_binary(User) ->
@@ -58,9 +57,9 @@ verify(#doc{id = Id} = Doc, DbName, #user_ctx{name = User}) when is_binary(User)
     audit(User, DbName, Id, Result),
     case Result of
         {ok, _} ->
-            couch_stats:increment_counter([couch_pgp, docs_verified]);
+            couch_pgp_stats:count(docs_verified);
         {error, Reason} ->
-            couch_stats:increment_counter([couch_pgp, docs_refused]),
+            couch_pgp_stats:count(docs_refused),
             %% fabric passes only {forbidden, Msg} back from a shard (403).
             throw({forbidden, reason_text(Reason)})
     end;

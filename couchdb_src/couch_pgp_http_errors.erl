@@ -2,7 +2,16 @@
 %% already renders as `{"error": ..., "reason": ...}' with the right status.
 -module(couch_pgp_http_errors).
 
--export([to_chttpd/1]).
+-export([to_chttpd/1, handle_error/1]).
+
+%% A refusal whose status chttpd has no term for: rendered by handle_error/1, the chttpd
+%% provider's error hook (couch_pgp_chttpd exports it).
+-define(STATUS, couch_pgp_status).
+
+%% @doc chttpd's `handle_error' hook: our own statuses, everything else unchanged.
+-spec handle_error(term()) -> [term()].
+handle_error({?STATUS, {Code, Error, Reason}}) -> [{Code, Error, Reason}];
+handle_error(Other) -> [Other].
 
 -spec to_chttpd(term()) -> term().
 %% 401: no usable couch_pgp session.
@@ -49,7 +58,13 @@ to_chttpd(streamed) ->
 to_chttpd(unsupported_body) ->
     {not_acceptable, <<"couch_pgp: attachment and multipart bodies cannot be sent encrypted in place.">>};
 %% 503: the node cannot do couch_pgp right now.
+to_chttpd(disabled) ->
+    status(503, <<"pgp_disabled">>,
+           <<"couch_pgp is switched off on this node ([couch_pgp] enable = false).">>);
 to_chttpd(unavailable) ->
     {service_unavailable, <<"couch_pgp: the server key is not loaded.">>};
 to_chttpd(_Other) ->
     {bad_request, <<"pgp_error">>, <<"couch_pgp refused the request.">>}.
+
+status(Code, Error, Reason) ->
+    {?STATUS, {Code, Error, Reason}}.

@@ -10,9 +10,15 @@
 
 -export([handle_pgp_req/1]).
 
-handle_pgp_req(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
+-spec handle_pgp_req(#httpd{}) -> {ok, term()}.
+handle_pgp_req(Req) ->
+    %% Switched off, every /_pgp path says so (the static client files included).
+    couch_pgp_config:enabled() orelse throw(couch_pgp_http_errors:to_chttpd(disabled)),
+    route(Req).
+
+route(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
         when Method =:= 'GET'; Method =:= 'HEAD' ->
-    couch_stats:increment_counter([couch_pgp, identity_requests]),
+    couch_pgp_stats:count(identity_requests),
     case couch_pgp_keystore:identity() of
         {ok, #{cert := Cert, fingerprint := Fpr}} ->
             chttpd:send_json(Req, 200, {[
@@ -30,9 +36,9 @@ handle_pgp_req(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
                 {<<"reason">>, <<"The server's OpenPGP key is not loaded.">>}
             ]})
     end;
-handle_pgp_req(#httpd{path_parts = [<<"_pgp">>]} = Req) ->
+route(#httpd{path_parts = [<<"_pgp">>]} = Req) ->
     chttpd:send_method_not_allowed(Req, "GET,HEAD");
-handle_pgp_req(#httpd{method = 'POST', path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
+route(#httpd{method = 'POST', path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
     User = authenticated_user(Req),
     {Props} = chttpd:json_body_obj(Req),
     ClientCert = case proplists:get_value(<<"client_cert">>, Props) of
@@ -51,7 +57,7 @@ handle_pgp_req(#httpd{method = 'POST', path_parts = [<<"_pgp">>, <<"session">>]}
                    iolist_to_binary(["The client certificate is not usable (",
                                      atom_to_binary(Reason), ")."])})
     end;
-handle_pgp_req(#httpd{method = 'GET', path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
+route(#httpd{method = 'GET', path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
     User = authenticated_user(Req),
     Token = case chttpd:header_value(Req, "X-PGP-Session") of
         undefined -> throw(couch_pgp_http_errors:to_chttpd(no_session));
@@ -65,12 +71,12 @@ handle_pgp_req(#httpd{method = 'GET', path_parts = [<<"_pgp">>, <<"session">>]} 
         {error, Reason} ->
             throw(couch_pgp_http_errors:to_chttpd(Reason))
     end;
-handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
+route(#httpd{path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
     chttpd:send_method_not_allowed(Req, "GET,POST");
 %% The worked example of couch_pgp_request in a handler (see the README): who is asking,
 %% and through which key. Encrypted requests get an encrypted answer without the handler
 %% doing anything about it.
-handle_pgp_req(#httpd{method = Method, path_parts = [<<"_pgp">>, <<"whoami">>]} = Req)
+route(#httpd{method = Method, path_parts = [<<"_pgp">>, <<"whoami">>]} = Req)
         when Method =:= 'GET'; Method =:= 'POST' ->
     User = authenticated_user(Req),
     Client = case couch_pgp_request:client_fingerprint(Req) of
@@ -82,16 +88,16 @@ handle_pgp_req(#httpd{method = Method, path_parts = [<<"_pgp">>, <<"whoami">>]} 
         {<<"encrypted">>, couch_pgp_request:is_encrypted(Req)},
         {<<"client_fingerprint">>, Client}
     ]});
-handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"certs">>]} = Req) ->
+route(#httpd{path_parts = [<<"_pgp">>, <<"certs">>]} = Req) ->
     couch_pgp_certs:handle(Req, authenticated_user(Req));
-handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"certs">>, Fpr]} = Req) ->
+route(#httpd{path_parts = [<<"_pgp">>, <<"certs">>, Fpr]} = Req) ->
     couch_pgp_certs:handle_one(Req, authenticated_user(Req), Fpr);
-handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"tunnel">>]} = Req) ->
+route(#httpd{path_parts = [<<"_pgp">>, <<"tunnel">>]} = Req) ->
     _ = authenticated_user(Req),
     couch_pgp_tunnel:handle(Req);
-handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, Name]} = Req) ->
+route(#httpd{path_parts = [<<"_pgp">>, Name]} = Req) ->
     couch_pgp_static:handle(Req, Name);
-handle_pgp_req(Req) ->
+route(Req) ->
     chttpd:send_json(Req, 404, {[
         {<<"error">>, <<"not_found">>},
         {<<"reason">>, <<"No such couch_pgp endpoint.">>}

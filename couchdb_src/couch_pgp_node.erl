@@ -22,7 +22,7 @@ start_link() ->
         _ = couch_stats:reload(),
         conceal_secrets(),
         ensure_secret(),
-        case couch_pgp_sup:start_link(keystore_opts()) of
+        case couch_pgp_sup:start_link(keystore_opts(), [couch_pgp_switch:child_spec()]) of
             {ok, Pid} ->
                 {ok, Pid};
             Other ->
@@ -45,7 +45,9 @@ keystore_opts() ->
         passphrase => fun passphrase/0,
         user_id => unicode:characters_to_binary(
             config:get("couch_pgp", "user_id", "CouchDB couch_pgp server")),
-        log => fun log/3
+        log => fun log/3,
+        %% Loaded by couch_pgp_switch, and only while [couch_pgp] enable = true.
+        load_at_start => false
     }.
 
 %% CouchDB logs every config change with its value, except for keys its `config' app

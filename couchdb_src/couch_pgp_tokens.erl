@@ -14,7 +14,7 @@ issue(User, ClientCert) ->
             UserId = <<"couch_pgp session for ", User/binary>>,
             case couch_pgp_session:new(User, ClientCert, Expires, UserId) of
                 {ok, Session} ->
-                    couch_stats:increment_counter([couch_pgp, sessions_created]),
+                    couch_pgp_stats:count(sessions_created),
                     {ok, couch_pgp_session:seal(Session, Secret), Session};
                 {error, _} = Error ->
                     Error

@@ -24,6 +24,7 @@
                   "transfer-encoding", "content-type", "x-pgp-session", "x-pgp-tunnel-mark"]).
 -define(TIMEOUT, 300000).
 
+-spec handle(#httpd{}) -> {ok, term()}.
 handle(#httpd{method = 'POST'} = Req) ->
     get(couch_pgp_ctx) =/= undefined orelse
         throw({bad_request, <<"pgp_tunnel_plaintext">>,

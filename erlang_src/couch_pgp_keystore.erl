@@ -7,10 +7,14 @@
 %% to this server. A key that cannot be loaded (no passphrase, wrong passphrase, unreadable
 %% file) never crashes the node: the store stays up, reports `{error, Reason}', and logs the
 %% reason (never the passphrase).
+%%
+%% With `load_at_start => false' the store starts empty (`{error, disabled}') and creates or
+%% loads nothing until `load/0': inside CouchDB, couch_pgp_switch does that when
+%% `[couch_pgp] enable' becomes true, and `unload/0' when it becomes false.
 -module(couch_pgp_keystore).
 -behaviour(gen_server).
 
--export([start_link/1, identity/0, status/0, stop/0]).
+-export([start_link/1, identity/0, status/0, load/0, unload/0, stop/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -type opts() :: #{
@@ -18,7 +22,9 @@
     %% A fun, not the value: start arguments appear in crash reports and logs.
     passphrase := fun(() -> binary() | undefined),
     user_id => binary(),
-    log => fun((atom(), string(), [term()]) -> term())
+    log => fun((atom(), string(), [term()]) -> term()),
+    %% Default true: load (or create) the key when the store starts.
+    load_at_start => boolean()
 }.
 -type identity() :: #{key := couch_pgp:key(), cert := couch_pgp:cert(),
                       fingerprint := couch_pgp:fingerprint()}.
@@ -44,6 +50,17 @@ status() ->
         {error, _} = Error -> Error
     end.
 
+%% @doc Loads the key (creating it if there is none yet), unless it is loaded already.
+-spec load() -> loaded | {error, atom()}.
+load() ->
+    gen_server:call(?MODULE, load, infinity).
+
+%% @doc Forgets the loaded key; `identity/0' then answers `{error, disabled}'. The key file
+%% stays as it is.
+-spec unload() -> ok.
+unload() ->
+    gen_server:call(?MODULE, unload, infinity).
+
 %% @doc Stops the store and forgets the key.
 -spec stop() -> ok.
 stop() ->
@@ -52,42 +69,59 @@ stop() ->
 %% ----------------------------------------------------------------- gen_server
 
 %% @private
--spec init(opts()) -> {ok, map()}.
+-spec init(opts()) -> {ok, opts()}.
 init(Opts) ->
-    Result = load_or_create(Opts),
-    persistent_term:put(?TERM, Result),
-    Log = maps:get(log, Opts, fun(_, _, _) -> ok end),
-    case Result of
-        {ok, #{fingerprint := Fpr}} ->
-            Log(notice, "couch_pgp: server identity ~s loaded", [Fpr]);
-        {error, Reason} ->
-            Log(error, "couch_pgp: server identity key unavailable: ~p (key_file ~ts)",
-                [Reason, maps:get(key_file, Opts)])
+    case maps:get(load_at_start, Opts, true) of
+        true -> _ = do_load(Opts);
+        false -> persistent_term:put(?TERM, {error, disabled})
     end,
-    {ok, #{}}.
+    {ok, Opts}.
 
 %% @private
--spec handle_call(term(), gen_server:from(), map()) -> {reply, {error, unknown_call}, map()}.
+-spec handle_call(term(), gen_server:from(), opts()) -> {reply, term(), opts()}.
+handle_call(load, _From, Opts) ->
+    Status = case identity() of
+        {ok, _} -> loaded;
+        {error, _} -> do_load(Opts)
+    end,
+    {reply, Status, Opts};
+handle_call(unload, _From, Opts) ->
+    persistent_term:put(?TERM, {error, disabled}),
+    {reply, ok, Opts};
 handle_call(_Msg, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
 %% @private
--spec handle_cast(term(), map()) -> {noreply, map()}.
+-spec handle_cast(term(), opts()) -> {noreply, opts()}.
 handle_cast(_Msg, State) ->
     {noreply, State}.
 
 %% @private
--spec handle_info(term(), map()) -> {noreply, map()}.
+-spec handle_info(term(), opts()) -> {noreply, opts()}.
 handle_info(_Msg, State) ->
     {noreply, State}.
 
 %% @private
--spec terminate(term(), map()) -> ok.
+-spec terminate(term(), opts()) -> ok.
 terminate(_Reason, _State) ->
     _ = persistent_term:erase(?TERM),
     ok.
 
 %% ----------------------------------------------------------------- internal
+
+do_load(Opts) ->
+    Result = load_or_create(Opts),
+    persistent_term:put(?TERM, Result),
+    Log = maps:get(log, Opts, fun(_, _, _) -> ok end),
+    case Result of
+        {ok, #{fingerprint := Fpr}} ->
+            Log(notice, "couch_pgp: server identity ~s loaded", [Fpr]),
+            loaded;
+        {error, Reason} = Error ->
+            Log(error, "couch_pgp: server identity key unavailable: ~p (key_file ~ts)",
+                [Reason, maps:get(key_file, Opts)]),
+            Error
+    end.
 
 load_or_create(#{passphrase := PassFun} = Opts) ->
     case PassFun() of

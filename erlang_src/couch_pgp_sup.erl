@@ -5,17 +5,24 @@
 -module(couch_pgp_sup).
 -behaviour(supervisor).
 
--export([start_link/1, init/1]).
+-export([start_link/1, start_link/2, init/1]).
 
 %% @doc Starts the supervisor; `KeystoreOpts' as couch_pgp_keystore:start_link/1 takes them.
 -spec start_link(couch_pgp_keystore:opts()) -> supervisor:startlink_ret().
 start_link(KeystoreOpts) ->
-    supervisor:start_link({local, ?MODULE}, ?MODULE, KeystoreOpts).
+    start_link(KeystoreOpts, []).
+
+%% @doc As start_link/1, with `Extra' children started after the key store and the caches
+%% (inside CouchDB: couch_pgp_switch, which loads the key when the plugin is enabled).
+-spec start_link(couch_pgp_keystore:opts(), [supervisor:child_spec()]) ->
+    supervisor:startlink_ret().
+start_link(KeystoreOpts, Extra) ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, {KeystoreOpts, Extra}).
 
 %% @private
--spec init(couch_pgp_keystore:opts()) ->
+-spec init({couch_pgp_keystore:opts(), [supervisor:child_spec()]}) ->
     {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
-init(KeystoreOpts) ->
+init({KeystoreOpts, Extra}) ->
     Keystore = #{
         id => couch_pgp_keystore,
         start => {couch_pgp_keystore, start_link, [KeystoreOpts]},
@@ -30,4 +37,4 @@ init(KeystoreOpts) ->
         shutdown => 5000,
         type => worker
     },
-    {ok, {#{strategy => one_for_one, intensity => 5, period => 60}, [Keystore, Cache]}}.
+    {ok, {#{strategy => one_for_one, intensity => 5, period => 60}, [Keystore, Cache | Extra]}}.

@@ -71,3 +71,30 @@ unusable_file_test() ->
         ?assertEqual({error, bad_key}, couch_pgp_keystore:status())
     end),
     ok = file:del_dir_r(Dir).
+
+%% Started unloaded (couch_pgp switched off): no key is created until load/0; unload/0
+%% forgets it and a later load/0 reads the same key back from the file.
+load_on_demand_test_() ->
+    {timeout, 30, fun() ->
+        Dir = tmp_dir(),
+        File = filename:join(Dir, "server.asc"),
+        Opts = #{key_file => File, passphrase => fun() -> ?PASS end, load_at_start => false},
+        with_store(Opts, fun() ->
+            ?assertEqual({error, disabled}, couch_pgp_keystore:identity()),
+            ?assertEqual(false, filelib:is_file(File)),
+            ?assertEqual(loaded, couch_pgp_keystore:load()),
+            {ok, #{fingerprint := Fpr}} = couch_pgp_keystore:identity(),
+            ?assert(filelib:is_file(File)),
+            ?assertEqual(loaded, couch_pgp_keystore:load()),
+            ?assertEqual(ok, couch_pgp_keystore:unload()),
+            ?assertEqual({error, disabled}, couch_pgp_keystore:status()),
+            ?assertEqual(loaded, couch_pgp_keystore:load()),
+            ?assertMatch({ok, #{fingerprint := Fpr}}, couch_pgp_keystore:identity())
+        end),
+        %% A key that cannot be loaded is reported by load/0 itself.
+        with_store(Opts#{passphrase => fun() -> <<"wrong">> end}, fun() ->
+            ?assertEqual({error, bad_passphrase}, couch_pgp_keystore:load()),
+            ?assertEqual({error, bad_passphrase}, couch_pgp_keystore:status())
+        end),
+        ok = file:del_dir_r(Dir)
+    end}.
