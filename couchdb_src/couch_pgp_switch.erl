@@ -38,7 +38,7 @@ child_spec() ->
 init([]) ->
     ok = config:listen_for_changes(?MODULE, nil),
     Enabled = couch_pgp_config:enabled(),
-    apply_switch(Enabled),
+    ok = apply_switch(Enabled),
     couch_log:notice("couch_pgp audit: config enable=~s at start", [Enabled]),
     warn_policies(Enabled),
     {ok, Enabled}.
@@ -55,7 +55,7 @@ handle_cast(enable_changed, Was) ->
         Was ->
             {noreply, Was};
         Now ->
-            apply_switch(Now),
+            ok = apply_switch(Now),
             couch_log:notice("couch_pgp audit: config_changed enable=~s (was ~s)", [Now, Was]),
             warn_policies(Now),
             {noreply, Now}

@@ -71,8 +71,9 @@ stop() ->
 %% @private
 -spec init(opts()) -> {ok, opts()}.
 init(Opts) ->
-    case maps:get(load_at_start, Opts, true) of
-        true -> _ = do_load(Opts);
+    %% do_load/1 logs and publishes its outcome; the store runs either way.
+    _ = case maps:get(load_at_start, Opts, true) of
+        true -> do_load(Opts);
         false -> persistent_term:put(?TERM, {error, disabled})
     end,
     {ok, Opts}.
