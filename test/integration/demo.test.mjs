@@ -211,3 +211,26 @@ test('examples/couchdb_demo.mjs refuses unknown arguments and a bad time limit b
   assert.match(minutes.stderr, /COUCH_PGP_DEMO_MINUTES must be a number of minutes/);
   assert.equal(bad.stdout + minutes.stdout, '');
 });
+
+// The README's worked example is this script's output: it must keep running as printed.
+test('examples/protocol_example.mjs: one encrypted exchange, byte for byte, checked', { skip, timeout: 300000 }, async () => {
+  const r = await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(REPO, 'examples', 'protocol_example.mjs')],
+      { cwd: REPO, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = ''; let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const env = match(r.stdout, /^request envelope \(the signed plaintext\), exact bytes:\n(\{.*\})$/m)[1];
+  const nonce = JSON.parse(env).nonce;
+  const resp = match(r.stdout, /^response envelope \(decrypted, signature by the session key checked\), exact bytes:\n(\{.*\})$/m)[1];
+  assert.deepEqual(Object.keys(JSON.parse(resp)), ['body', 'content_type', 'nonce', 'status', 'v']);
+  assert.equal(JSON.parse(resp).nonce, nonce);
+  assert.equal(JSON.parse(resp).status, 201);
+  hasLine(r.stdout, 'x-pgp-encrypted: 1');
+  assert.doesNotMatch(r.stdout.split('HTTP request as sent:')[1].split('response envelope')[0], /hello/,
+    'the wire part of the example carries no plaintext');
+});

@@ -3,6 +3,9 @@
 import * as openpgp from 'openpgp';
 import crypto from 'node:crypto';
 
+/** The OpenPGP.js module this client uses, for scripts outside test/integration. */
+export { openpgp };
+
 /** RFC 8785: JSON.stringify's strings and numbers, members sorted by UTF-16 code units. */
 export function jcs(v) {
   if (v === null || typeof v !== 'object') return JSON.stringify(v);
