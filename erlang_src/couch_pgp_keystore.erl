@@ -72,7 +72,7 @@ stop() ->
 -spec init(opts()) -> {ok, opts()}.
 init(Opts) ->
     case maps:get(load_at_start, Opts, true) of
-        true -> _ = do_load(Opts);
+        true -> _ = do_load(Opts), ok;
         false -> persistent_term:put(?TERM, {error, disabled})
     end,
     {ok, Opts}.
