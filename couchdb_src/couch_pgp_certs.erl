@@ -26,23 +26,25 @@ handle(#httpd{method = 'POST'} = Req, User) ->
     {Props} = chttpd:json_body_obj(Req),
     Armored = couch_util:get_value(<<"cert">>, Props),
     Proof = couch_util:get_value(<<"signature">>, Props),
-    (is_binary(Armored) andalso is_binary(Proof)) orelse
-        throw({bad_request, <<"pgp_bad_cert">>,
-               <<"Send {\"cert\": <armored certificate>, \"signature\": <armored detached "
-                 "signature over the registration statement>}.">>}),
+    is_binary(Armored) orelse refuse(no_cert),
+    %% Without the proof, anyone could register someone else's key: the same refusal as a
+    %% proof that does not verify.
+    is_binary(Proof) orelse refuse(no_registration_proof),
     Cert = case couch_pgp:import_cert(Armored) of
         {ok, C} -> C;
-        {error, R} -> throw({bad_request, <<"pgp_bad_cert">>, reason(R)})
+        {error, R} -> refuse(couch_pgp_http_errors:from_cert(R))
     end,
     Fpr = couch_pgp:fingerprint(Cert),
     {ok, Statement} = couch_pgp:canonical_json({[{<<"action">>, <<"register">>},
                                                  {<<"fingerprint">>, Fpr},
                                                  {<<"user">>, User}]}),
     case couch_pgp:verify(Statement, Proof, [Cert]) of
-        {ok, Fpr} -> ok;
-        _ -> throw({forbidden, <<"pgp_bad_signature">>,
-                    <<"The signature must be by the certificate's own key, over "
-                      "{\"action\":\"register\",\"fingerprint\":F,\"user\":U} (RFC 8785).">>})
+        {ok, Fpr} ->
+            ok;
+        Other ->
+            couch_log:notice("couch_pgp audit: cert refused user=~s cert=~s proof=~p",
+                             [User, Fpr, Other]),
+            refuse(bad_registration_proof)
     end,
     {Doc, Certs} = user_doc(User),
     Certs1 = case lists:member(Fpr, fingerprints(Certs)) of
@@ -63,8 +65,7 @@ handle_one(#httpd{method = 'DELETE'} = Req, User, Fpr0) ->
     {Doc, Certs} = user_doc(User),
     case [C || C <- Certs, couch_pgp:fingerprint(C) =/= Fpr] of
         Certs ->
-            chttpd:send_json(Req, 404, {[{<<"error">>, <<"not_found">>},
-                                         {<<"reason">>, <<"No such certificate registered to this user.">>}]});
+            refuse(cert_not_registered);
         Kept ->
             save(Doc, Kept),
             couch_log:notice("couch_pgp audit: cert removed user=~s cert=~s", [User, Fpr]),
@@ -73,6 +74,10 @@ handle_one(#httpd{method = 'DELETE'} = Req, User, Fpr0) ->
     end;
 handle_one(Req, _User, _Fpr) ->
     chttpd:send_method_not_allowed(Req, "DELETE").
+
+-spec refuse(couch_pgp_http_errors:reason()) -> no_return().
+refuse(Reason) ->
+    throw(couch_pgp_http_errors:to_chttpd(Reason)).
 
 %% @doc The certificates registered to `User' (none when there is no `_users' document).
 -spec registered(binary()) -> [binary()].
@@ -110,6 +115,3 @@ save(#doc{body = {Props}} = Doc, Certs) ->
 
 fingerprints(Certs) ->
     [F || C <- Certs, F <- [couch_pgp:fingerprint(C)], is_binary(F)].
-
-reason(R) ->
-    iolist_to_binary(["The certificate is not usable (", atom_to_binary(R), ")."]).

@@ -78,9 +78,23 @@ decrypt_request(#httpd{mochi_req = M, method = Method, path_parts = Parts} = Req
     %% From here on a reply key may be known, so even a refusal can be sent encrypted.
     maps:get(client_cert, Peer) =/= undefined andalso put(?CTX, Peer#{nonce => <<>>}),
     refuse_unsupported(Req),
-    Max = chttpd_util:get_chttpd_config_integer("max_http_request_size", 4294967296),
-    Msg = mochiweb_request:recv_body(Max, M),
-    {Envelope, ClientCert} = open_envelope(Msg, Peer, Max),
+    %% Before authentication nothing may cost more than the plaintext request would: the
+    %% message as received is bounded like a plaintext body (a login far lower: it carries
+    %% credentials and a certificate), and what it decompresses to is bounded too, checked
+    %% while decompressing.
+    {RecvMax, PlainMax} = case Peer of
+        #{login := true} ->
+            Login = couch_pgp_config:max_login_size(),
+            {Login, Login};
+        _ ->
+            {couch_pgp_config:max_http_request_size(), couch_pgp_config:max_request_size()}
+    end,
+    Msg = recv_body(M, RecvMax),
+    {Envelope, ClientCert} = open_envelope(Msg, Peer, PlainMax),
+    #{nonce := Nonce, content_type := InnerType, body := Body} = Envelope,
+    %% The message is opened and its signature checked: refusals from here on answer this
+    %% very request, so they echo its nonce.
+    put(?CTX, (get(?CTX))#{nonce => Nonce}),
     {Path, Query} = split_raw_path(mochiweb_request:get(raw_path, M)),
     %% Clients cannot send a body with GET, so a POST may carry an envelope for any method:
     %% the envelope is signed, and it is the request that runs.
@@ -92,15 +106,25 @@ decrypt_request(#httpd{mochi_req = M, method = Method, path_parts = Parts} = Req
         ok -> ok;
         {error, Why} -> count_and_refuse(Why)
     end,
-    #{nonce := Nonce, content_type := InnerType, body := Body} = Envelope,
+    %% The answer to a HEAD has no body, which would leave the client's POST without one
+    %% (and with a Content-Length that promises one).
+    Inner =/= 'HEAD' orelse count_and_refuse(head_not_supported),
+    refuse_unsupported_type(InnerType),
+    %% Claimed last: a refused request does not use up its nonce, and only a request that
+    %% runs does.
     case couch_pgp_cache:seen_nonce(couch_pgp:fingerprint(ClientCert), Nonce, Now + 2 * Skew) of
         true -> count_and_refuse(replay);
         false -> ok
     end,
-    refuse_unsupported_type(InnerType),
     couch_pgp_stats:count(requests_decrypted),
-    put(?CTX, Peer#{client_cert => ClientCert, nonce => Nonce}),
     Req#httpd{method = Inner, mochi_req = with_body(M, Inner, InnerType, Body)}.
+
+recv_body(M, Max) ->
+    try
+        mochiweb_request:recv_body(Max, M)
+    catch
+        exit:{body_too_large, _} -> count_and_refuse(too_large)
+    end.
 
 %% Who is on the other end, and with which keys: a session from its token; or, for a login
 %% (`POST /_session' without a session), the server identity key, with the client's
@@ -112,7 +136,8 @@ peer(M, Method, Parts) ->
                 {ok, #{key := Identity}} ->
                     #{key => Identity, sign_key => Identity, client_cert => undefined,
                       user => undefined, login => true};
-                {error, _} ->
+                {error, Why} ->
+                    couch_log:warning("couch_pgp: encrypted login refused, no identity key: ~p", [Why]),
                     refuse(unavailable)
             end;
         undefined ->
@@ -120,17 +145,29 @@ peer(M, Method, Parts) ->
         Token ->
             case couch_pgp_keystore:status() of
                 loaded -> ok;
-                {error, _} -> refuse(unavailable)
+                {error, Why} ->
+                    couch_log:warning("couch_pgp: encrypted request refused, no identity key: ~p", [Why]),
+                    refuse(unavailable)
             end,
             case couch_pgp_tokens:open(list_to_binary(Token)) of
                 {ok, Session} ->
+                    Cert = couch_pgp_session:client_cert(Session),
+                    %% A request never runs when its answer could not be encrypted (the
+                    %% certificate may have expired since the session began): refused here,
+                    %% in plaintext, since there is nobody to encrypt to.
+                    sealable_or_refuse(Cert),
                     Key = couch_pgp_session:key(Session),
-                    #{key => Key, sign_key => Key,
-                      client_cert => couch_pgp_session:client_cert(Session),
+                    #{key => Key, sign_key => Key, client_cert => Cert,
                       user => couch_pgp_session:user(Session), login => false};
                 {error, Reason} ->
                     count_and_refuse(Reason)
             end
+    end.
+
+sealable_or_refuse(Cert) ->
+    case couch_pgp_tokens:sealable(Cert) of
+        ok -> ok;
+        {error, Why} -> count_and_refuse(couch_pgp_http_errors:from_cert(Why))
     end.
 
 %% The envelope, checked to be signed by the client: the session's client key, or for a
@@ -141,11 +178,14 @@ open_envelope(Msg, #{key := Key, client_cert := undefined}, Max) ->
         C when is_binary(C) ->
             case couch_pgp:import_cert(C) of
                 {ok, Imported} -> Imported;
-                {error, R} -> count_and_refuse(R)
+                {error, R} -> count_and_refuse(couch_pgp_http_errors:from_cert(R))
             end;
         undefined ->
             count_and_refuse(bad_envelope)
     end,
+    %% Refused in plaintext before anything runs: the answer (and the session this login
+    %% would start) could not be encrypted to it.
+    sealable_or_refuse(Cert),
     _ = decrypt(Msg, Key, #{verify_with => [Cert], max_size => Max}),
     put(?CTX, #{key => Key, sign_key => Key, client_cert => Cert, user => undefined,
                 login => true, nonce => <<>>}),
@@ -156,7 +196,7 @@ open_envelope(Msg, #{key := Key, client_cert := Cert}, Max) ->
 decrypt(Msg, Key, Opts) ->
     case couch_pgp:decrypt(Msg, Key, Opts) of
         {ok, Plain, _Signers} -> Plain;
-        {error, Reason} -> count_and_refuse(Reason)
+        {error, Reason} -> count_and_refuse(couch_pgp_http_errors:from_decrypt(Reason))
     end.
 
 parse_envelope(Plain) ->
@@ -228,7 +268,7 @@ with_body(M, Method, ContentType, Body) ->
                          Method, mochiweb_request:get(raw_path, M),
                          mochiweb_request:get(version, M), Headers).
 
--spec count_and_refuse(term()) -> no_return().
+-spec count_and_refuse(couch_pgp_http_errors:reason()) -> no_return().
 count_and_refuse(Reason) ->
     couch_pgp_stats:count(requests_refused),
     audit_refusal(Reason),
@@ -243,7 +283,7 @@ audit_refusal(Reason) ->
     couch_log:notice("couch_pgp audit: encrypted_request refused reason=~p user=~p client=~p",
                      [Reason, User, Client]).
 
--spec refuse(term()) -> no_return().
+-spec refuse(couch_pgp_http_errors:reason()) -> no_return().
 refuse(Reason) ->
     throw(couch_pgp_http_errors:to_chttpd(Reason)).
 
@@ -255,7 +295,7 @@ encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonc
     Plaintext = case is_binary(Body) andalso json_response(Headers) of
         %% A JSON string (send_json of a binary, as the config API does).
         true -> {ok, <<"application/json">>, iolist_to_binary(?JSON_ENCODE(Body))};
-        false -> response_plaintext(Body)
+        false -> response_plaintext(Body, Headers)
     end,
     case Plaintext of
         {ok, ContentType, Plain} ->
@@ -274,7 +314,8 @@ encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonc
                         false ->
                             [Req, Code, Headers1, {[{<<"pgp">>, Armored}]}]
                     end;
-                {error, _} ->
+                {error, Why} ->
+                    couch_log:error("couch_pgp: response not encrypted, connection closed: ~p", [Why]),
                     %% No plaintext instead: drop the context so that the error response to
                     %% this throw is not encrypted either, and CouchDB closes the exchange.
                     erase(?CTX),
@@ -297,11 +338,16 @@ with_login_session(#{login := true, client_cert := Cert}, 200, {Props}) when is_
         {true, User} when is_binary(User) ->
             case couch_pgp_tokens:issue(User, Cert) of
                 {ok, Token, Session} ->
-                    couch_log:notice("couch_pgp audit: session created at login user=~s client=~s",
-                                     [User, couch_pgp:fingerprint(Cert)]),
-                    {Props ++ [{<<"pgp_session">>, couch_pgp_tokens:describe(Token, Session)}]};
-                {error, _} ->
-                    {Props}
+                    case couch_pgp_tokens:describe(Token, Session) of
+                        {ok, Desc} ->
+                            couch_log:notice("couch_pgp audit: session created at login user=~s client=~s",
+                                             [User, couch_pgp:fingerprint(Cert)]),
+                            {Props ++ [{<<"pgp_session">>, Desc}]};
+                        {error, Why} ->
+                            login_without_session(User, Why, Props)
+                    end;
+                {error, Why} ->
+                    login_without_session(User, Why, Props)
             end;
         _ ->
             {Props}
@@ -309,23 +355,35 @@ with_login_session(#{login := true, client_cert := Cert}, 200, {Props}) when is_
 with_login_session(_Ctx, _Code, Body) ->
     Body.
 
-response_plaintext(Body) when is_binary(Body) ->
-    {ok, <<"application/octet-stream">>, Body};
-response_plaintext(Body) when Body =:= chunked; is_integer(Body); Body =:= undefined ->
+%% The login itself succeeded (CouchDB set its cookie); the client sees an answer without
+%% `pgp_session' and can start one with POST /_pgp/session. The certificate was checked
+%% before the login ran, so this is the node's own failure.
+login_without_session(User, Why, Props) ->
+    couch_log:error("couch_pgp: login of user=~s answered without a session: ~p", [User, Why]),
+    {Props}.
+
+%% A raw body keeps the type it is served with; the wire's Content-Type is the envelope's.
+response_plaintext(Body, Headers) when is_binary(Body) ->
+    Type = case header_values("content-type", Headers) of
+        [T | _] -> list_to_binary(T);
+        [] -> <<"application/octet-stream">>
+    end,
+    {ok, Type, Body};
+response_plaintext(Body, _) when Body =:= chunked; is_integer(Body); Body =:= undefined ->
     streamed;
-response_plaintext({length, _}) ->
+response_plaintext({length, _}, _) ->
     streamed;
-response_plaintext(Body) ->
+response_plaintext(Body, _) ->
     {ok, <<"application/json">>, iolist_to_binary(?JSON_ENCODE(Body))}.
+
+header_values(Name, Headers) ->
+    [couch_util:to_list(V) || {K, V} <- Headers, string:lowercase(couch_util:to_list(K)) =:= Name].
 
 %% Whether chttpd will JSON-encode the body after this hook: send_json always adds
 %% `Cache-Control: must-revalidate' and a negotiated JSON or text/plain content type, which
 %% a raw send_response does not. Only matters for binary bodies, which are ambiguous.
 json_response(Headers) ->
-    Get = fun(Name) ->
-        [string:lowercase(couch_util:to_list(V)) || {K, V} <- Headers,
-                                                   string:lowercase(couch_util:to_list(K)) =:= Name]
-    end,
+    Get = fun(Name) -> [string:lowercase(V) || V <- header_values(Name, Headers)] end,
     lists:member("must-revalidate", Get("cache-control")) andalso
         lists:any(fun(T) -> lists:member(T, ["application/json", "text/plain;charset=utf-8"]) end,
                   Get("content-type")).

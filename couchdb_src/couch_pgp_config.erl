@@ -2,7 +2,11 @@
 %% a change takes effect on the next request without a restart.
 -module(couch_pgp_config).
 
--export([enabled/0, token_secret/0, session_lifetime/0, max_skew_ms/0, require_encryption/1]).
+-export([enabled/0, token_secret/0, session_lifetime/0, max_skew_ms/0, require_encryption/1,
+         max_http_request_size/0, max_request_size/0, max_login_size/0]).
+
+-define(DEFAULT_MAX_REQUEST, 64 * 1024 * 1024).
+-define(DEFAULT_MAX_LOGIN, 64 * 1024).
 
 %% @doc `[couch_pgp] enable' (default false): whether sessions, encrypted requests and the
 %% identity key are on. See couch_pgp_switch for what stays in force when off.
@@ -45,3 +49,24 @@ require_encryption(Db) ->
             lists:member(binary_to_list(Db),
                          [string:trim(S) || S <- string:split(
                              config:get("couch_pgp", "require_encryption_dbs", ""), ",", all)])).
+
+%% @doc CouchDB's own bound on a request body as received (`[chttpd] max_http_request_size').
+-spec max_http_request_size() -> non_neg_integer().
+max_http_request_size() ->
+    max(0, config:get_integer("chttpd", "max_http_request_size", 4294967296)).
+
+%% @doc `[couch_pgp] max_request_size' (default 64 MiB): the largest plaintext an encrypted
+%% request may decrypt and decompress to; never more than max_http_request_size/0, so an
+%% encrypted request costs no more than the plaintext one CouchDB would accept.
+-spec max_request_size() -> non_neg_integer().
+max_request_size() ->
+    min(max(0, config:get_integer("couch_pgp", "max_request_size", ?DEFAULT_MAX_REQUEST)),
+        max_http_request_size()).
+
+%% @doc `[couch_pgp] max_login_size' (default 64 KiB): the largest encrypted login, both as
+%% received and decompressed; it is read before anyone is authenticated. Never more than
+%% max_request_size/0.
+-spec max_login_size() -> non_neg_integer().
+max_login_size() ->
+    min(max(0, config:get_integer("couch_pgp", "max_login_size", ?DEFAULT_MAX_LOGIN)),
+        max_request_size()).

@@ -13,7 +13,7 @@
 -spec handle_pgp_req(#httpd{}) -> {ok, term()}.
 handle_pgp_req(Req) ->
     %% Switched off, every /_pgp path says so (the static client files included).
-    couch_pgp_config:enabled() orelse throw(couch_pgp_http_errors:to_chttpd(disabled)),
+    couch_pgp_config:enabled() orelse refuse(disabled),
     route(Req).
 
 route(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
@@ -29,12 +29,10 @@ route(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
                 {<<"encryption">>, [<<"seipdv1">>]},
                 {<<"modes">>, [<<"session">>]}
             ]});
-        {error, _Reason} ->
-            %% The reason is in the node's log; clients learn only that it is unavailable.
-            chttpd:send_json(Req, 503, {[
-                {<<"error">>, <<"pgp_unavailable">>},
-                {<<"reason">>, <<"The server's OpenPGP key is not loaded.">>}
-            ]})
+        {error, Why} ->
+            %% Clients learn only that it is unavailable; the node's log says why.
+            couch_log:warning("couch_pgp: GET /_pgp without an identity key: ~p", [Why]),
+            refuse(unavailable)
     end;
 route(#httpd{path_parts = [<<"_pgp">>]} = Req) ->
     chttpd:send_method_not_allowed(Req, "GET,HEAD");
@@ -43,33 +41,29 @@ route(#httpd{method = 'POST', path_parts = [<<"_pgp">>, <<"session">>]} = Req) -
     {Props} = chttpd:json_body_obj(Req),
     ClientCert = case proplists:get_value(<<"client_cert">>, Props) of
         C when is_binary(C) -> C;
-        _ -> throw({bad_request, <<"client_cert (an armored OpenPGP certificate) is required">>})
+        _ -> refuse(no_cert)
     end,
     case couch_pgp_tokens:issue(User, ClientCert) of
         {ok, Token, Session} ->
+            Desc = described(couch_pgp_tokens:describe(Token, Session)),
             couch_log:notice("couch_pgp audit: session created user=~s client=~s",
                              [User, couch_pgp:fingerprint(couch_pgp_session:client_cert(Session))]),
-            chttpd:send_json(Req, 201, couch_pgp_tokens:describe(Token, Session));
-        {error, unavailable} ->
-            throw(couch_pgp_http_errors:to_chttpd(unavailable));
+            chttpd:send_json(Req, 201, Desc);
         {error, Reason} ->
-            throw({bad_request, <<"pgp_bad_cert">>,
-                   iolist_to_binary(["The client certificate is not usable (",
-                                     atom_to_binary(Reason), ")."])})
+            refuse(Reason)
     end;
 route(#httpd{method = 'GET', path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
     User = authenticated_user(Req),
     Token = case chttpd:header_value(Req, "X-PGP-Session") of
-        undefined -> throw(couch_pgp_http_errors:to_chttpd(no_session));
+        undefined -> refuse(no_session);
         T -> list_to_binary(T)
     end,
     case couch_pgp_tokens:open(Token) of
         {ok, Session} ->
-            couch_pgp_session:user(Session) =:= User orelse
-                throw(couch_pgp_http_errors:to_chttpd(wrong_user)),
-            chttpd:send_json(Req, 200, couch_pgp_tokens:describe(undefined, Session));
+            couch_pgp_session:user(Session) =:= User orelse refuse(wrong_user),
+            chttpd:send_json(Req, 200, described(couch_pgp_tokens:describe(undefined, Session)));
         {error, Reason} ->
-            throw(couch_pgp_http_errors:to_chttpd(Reason))
+            refuse(Reason)
     end;
 route(#httpd{path_parts = [<<"_pgp">>, <<"session">>]} = Req) ->
     chttpd:send_method_not_allowed(Req, "GET,POST");
@@ -106,7 +100,14 @@ route(Req) ->
 authenticated_user(#httpd{user_ctx = #user_ctx{name = Name}}) when is_binary(Name) ->
     Name;
 authenticated_user(_) ->
-    throw(couch_pgp_http_errors:to_chttpd(no_user)).
+    refuse(no_user).
+
+described({ok, Desc}) -> Desc;
+described({error, Reason}) -> refuse(Reason).
+
+-spec refuse(couch_pgp_http_errors:reason()) -> no_return().
+refuse(Reason) ->
+    throw(couch_pgp_http_errors:to_chttpd(Reason)).
 
 vsn() ->
     case application:get_key(couch_pgp, vsn) of

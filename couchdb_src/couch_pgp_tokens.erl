@@ -2,31 +2,64 @@
 %% the `X-PGP-Session' token on any node that shares the cluster secret.
 -module(couch_pgp_tokens).
 
--export([issue/2, open/1, describe/2]).
+-export([issue/2, open/1, describe/2, sealable/1]).
 
-%% @doc A new session for `User' with `ClientCert': `{ok, Token, Session}'.
+%% @doc A new session for `User' with `ClientCert': `{ok, Token, Session}'. A certificate
+%% that cannot be encrypted to (no encryption subkey, expired, revoked) is refused here:
+%% every answer in the session would have to be encrypted to it.
 -spec issue(binary(), binary()) ->
-    {ok, binary(), couch_pgp_session:session()} | {error, atom()}.
+    {ok, binary(), couch_pgp_session:session()} | {error, couch_pgp_http_errors:reason()}.
 issue(User, ClientCert) ->
     case {couch_pgp_keystore:identity(), couch_pgp_config:token_secret()} of
         {{ok, _}, {ok, Secret}} ->
-            Expires = erlang:system_time(second) + couch_pgp_config:session_lifetime(),
-            UserId = <<"couch_pgp session for ", User/binary>>,
-            case couch_pgp_session:new(User, ClientCert, Expires, UserId) of
-                {ok, Session} ->
-                    couch_pgp_stats:count(sessions_created),
-                    {ok, couch_pgp_session:seal(Session, Secret), Session};
-                {error, _} = Error ->
-                    Error
+            case usable_cert(ClientCert) of
+                ok -> new_session(User, ClientCert, Secret);
+                {error, _} = Error -> Error
             end;
-        {{error, _}, _} ->
+        {{error, Why}, _} ->
+            couch_log:warning("couch_pgp: no session issued, no identity key: ~p", [Why]),
             {error, unavailable};
-        {_, {error, _}} ->
+        {_, {error, Why}} ->
+            couch_log:warning("couch_pgp: no session issued, no token secret: ~p", [Why]),
             {error, unavailable}
     end.
 
+usable_cert(ClientCert) ->
+    case couch_pgp:import_cert(ClientCert) of
+        {ok, Cert} ->
+            case sealable(Cert) of
+                ok -> ok;
+                {error, Why} -> {error, couch_pgp_http_errors:from_cert(Why)}
+            end;
+        {error, Why} ->
+            {error, couch_pgp_http_errors:from_cert(Why)}
+    end.
+
+new_session(User, ClientCert, Secret) ->
+    Expires = erlang:system_time(second) + couch_pgp_config:session_lifetime(),
+    UserId = <<"couch_pgp session for ", User/binary>>,
+    case couch_pgp_session:new(User, ClientCert, Expires, UserId) of
+        {ok, Session} ->
+            couch_pgp_stats:count(sessions_created),
+            {ok, couch_pgp_session:seal(Session, Secret), Session};
+        {error, Why} ->
+            %% The certificate was just checked: this is the node's own failure.
+            couch_log:error("couch_pgp: session not created: ~p", [Why]),
+            {error, internal}
+    end.
+
+%% @doc Whether answers can be encrypted to `Cert' now: a trial encryption of nothing (one
+%% key agreement, well under a millisecond for Cv25519), checked before a request runs so
+%% that no request runs whose answer could not be sealed.
+-spec sealable(couch_pgp:cert()) -> ok | {error, couch_pgp:reason()}.
+sealable(Cert) ->
+    case couch_pgp:encrypt(<<>>, [Cert], #{armor => false}) of
+        {ok, _} -> ok;
+        {error, _} = Error -> Error
+    end.
+
 %% @doc The session a token stands for: from this node's cache, or opened and cached.
--spec open(binary()) -> {ok, couch_pgp_session:session()} | {error, bad_token | expired}.
+-spec open(binary()) -> {ok, couch_pgp_session:session()} | {error, bad_token | session_expired}.
 open(Token) ->
     Now = erlang:system_time(second),
     Digest = crypto:hash(sha256, Token),
@@ -41,10 +74,13 @@ open(Token) ->
                             couch_pgp_cache:put_session(Digest, Session,
                                                         couch_pgp_session:expires(Session)),
                             {ok, Session};
-                        {error, _} = Error ->
-                            Error
+                        {error, expired} ->
+                            {error, session_expired};
+                        {error, bad_token} ->
+                            {error, bad_token}
                     end;
                 {error, no_secret} ->
+                    couch_log:warning("couch_pgp: session token refused: no token secret", []),
                     {error, bad_token}
             end
     end.
@@ -53,9 +89,19 @@ open(Token) ->
 %% statement binding it to the user, the client key and the expiry, signed by the server's
 %% identity key (which the client pinned from `GET /_pgp'). A substituted session key has
 %% no such signature.
--spec describe(binary() | undefined, couch_pgp_session:session()) -> {[{binary(), term()}]}.
+-spec describe(binary() | undefined, couch_pgp_session:session()) ->
+    {ok, {[{binary(), term()}]}} | {error, unavailable | internal}.
 describe(Token, Session) ->
-    {ok, #{key := Identity, fingerprint := IdFpr}} = couch_pgp_keystore:identity(),
+    case couch_pgp_keystore:identity() of
+        {ok, #{key := Identity, fingerprint := IdFpr}} ->
+            describe(Token, Session, Identity, IdFpr);
+        {error, Why} ->
+            %% The key was unloaded (switched off) since the session was opened.
+            couch_log:warning("couch_pgp: session not described, no identity key: ~p", [Why]),
+            {error, unavailable}
+    end.
+
+describe(Token, Session, Identity, IdFpr) ->
     SessionCert = couch_pgp_session:cert(Session),
     {ok, Statement} = couch_pgp:canonical_json({[
         {<<"v">>, 1},
@@ -65,7 +111,15 @@ describe(Token, Session) ->
         {<<"identity_fingerprint">>, IdFpr},
         {<<"expires">>, couch_pgp_session:expires(Session)}
     ]}),
-    {ok, Sig} = couch_pgp:sign(Statement, Identity),
+    case couch_pgp:sign(Statement, Identity) of
+        {ok, Sig} ->
+            {ok, description(Token, Session, SessionCert, Statement, Sig)};
+        {error, Why} ->
+            couch_log:error("couch_pgp: session statement not signed: ~p", [Why]),
+            {error, internal}
+    end.
+
+description(Token, Session, SessionCert, Statement, Sig) ->
     {[{<<"ok">>, true}] ++
      [{<<"token">>, Token} || Token =/= undefined] ++
      [{<<"user">>, couch_pgp_session:user(Session)},

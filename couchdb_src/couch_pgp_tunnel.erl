@@ -26,9 +26,7 @@
 
 -spec handle(#httpd{}) -> {ok, term()}.
 handle(#httpd{method = 'POST'} = Req) ->
-    get(couch_pgp_ctx) =/= undefined orelse
-        throw({bad_request, <<"pgp_tunnel_plaintext">>,
-               <<"The tunnel only takes encrypted requests.">>}),
+    get(couch_pgp_ctx) =/= undefined orelse refuse(tunnel_plaintext),
     {Props} = chttpd:json_body_obj(Req),
     Inner = parse_inner(Props),
     {Status, RespHeaders, RespBody} = run(Req, Inner),
@@ -50,29 +48,43 @@ parse_inner(Props) ->
     Method = couch_util:get_value(<<"method">>, Props),
     Path = couch_util:get_value(<<"path">>, Props),
     Query = couch_util:get_value(<<"query">>, Props, <<>>),
-    {Headers} = couch_util:get_value(<<"headers">>, Props, {[]}),
+    Headers = case couch_util:get_value(<<"headers">>, Props, {[]}) of
+        {Hs} when is_list(Hs) -> Hs;
+        _ -> refuse(tunnel_request)
+    end,
     Body0 = couch_util:get_value(<<"body">>, Props, <<>>),
     Valid = lists:member(Method, [<<"GET">>, <<"HEAD">>, <<"POST">>, <<"PUT">>, <<"DELETE">>,
                                   <<"COPY">>])
         andalso is_binary(Path) andalso is_binary(Query) andalso is_binary(Body0)
+        andalso lists:all(fun({K, V}) -> is_binary(V) andalso no_line_break(K) andalso no_line_break(V) end,
+                          Headers)
         andalso binary:first(<<Path/binary, " ">>) =:= $/
         andalso binary:match(Path, [<<"\r">>, <<"\n">>, <<" ">>, <<"#">>, <<"?">>]) =:= nomatch
         andalso binary:match(Query, [<<"\r">>, <<"\n">>, <<" ">>, <<"#">>]) =:= nomatch
         andalso not tunnel_path(Path),
-    Valid orelse throw({bad_request, <<"pgp_tunnel_request">>,
-                        <<"The inner request needs method, an absolute path (not the tunnel), "
-                          "query and body strings.">>}),
+    Valid orelse refuse(tunnel_request),
     Body = case couch_util:get_value(<<"body_base64">>, Props, false) of
-        true -> try base64:decode(Body0)
-                catch _:_ -> throw({bad_request, <<"pgp_tunnel_request">>, <<"Bad base64 body.">>})
-                end;
+        true ->
+            try base64:decode(Body0)
+            catch error:_ ->
+                couch_log:notice("couch_pgp: tunnel request refused: body_base64 is not base64", []),
+                refuse(tunnel_base64)
+            end;
         _ -> Body0
     end,
     #{method => binary_to_existing_atom(string:lowercase(Method)), path => Path, query => Query,
-      headers => [{binary_to_list(K), binary_to_list(V)} || {K, V} <- Headers, is_binary(V),
+      headers => [{binary_to_list(K), binary_to_list(V)} || {K, V} <- Headers,
                   not lists:member(string:lowercase(binary_to_list(K)), ?DROPPED)],
       content_type => header(Headers, <<"content-type">>, <<"application/json">>),
       body => Body}.
+
+%% Header names and values go onto the inner request line by line.
+no_line_break(V) ->
+    binary:match(V, [<<"\r">>, <<"\n">>]) =:= nomatch.
+
+-spec refuse(couch_pgp_http_errors:reason()) -> no_return().
+refuse(Reason) ->
+    throw(couch_pgp_http_errors:to_chttpd(Reason)).
 
 tunnel_path(Path) ->
     binary:match(string:lowercase(Path), <<"/_pgp">>) =/= nomatch.
@@ -97,8 +109,9 @@ run(Req, #{method := Method, path := Path, query := Query, headers := Headers,
                           [{response_format, binary}], ?TIMEOUT) of
         {ok, Status, RespHeaders, RespBody} ->
             {list_to_integer(Status), RespHeaders, RespBody};
-        {error, _} ->
-            throw({service_unavailable, <<"couch_pgp: the tunnel could not reach this node.">>})
+        {error, Why} ->
+            couch_log:error("couch_pgp: the tunnel could not reach this node: ~p", [Why]),
+            refuse(tunnel_unreachable)
     end.
 
 loopback_base() ->

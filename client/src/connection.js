@@ -385,16 +385,35 @@ function encodeBody(body, headers = {}) {
   return { contentType: given || 'application/json', text: JSON.stringify(body) };
 }
 
+/**
+ * The error class for a refusal the server answered with `status` and CouchDB-style `error`,
+ * or undefined for CouchDB's own answers (404, 409, forbidden ...), which reach the
+ * application as responses. Matches on the `error` field, never on the reason's wording;
+ * test/vectors/errors.json lists every refusal and its class.
+ * @param {number} status  @param {unknown} error
+ */
+export function refusalClass(status, error) {
+  if (status < 400 || typeof error !== 'string') return undefined;
+  if (error === 'pgp_session_expired') return SessionExpiredError;
+  // Every encrypted request in a session is checked against the login by couch_pgp first,
+  // so a 401 to one is couch_pgp's (a login's own 401 is handled by login()).
+  if (status === 401 && (error === 'unauthorized' || error.startsWith('pgp_'))) return NotLoggedInError;
+  if (error.startsWith('pgp_')) return RequestRefusedError;
+  if ((status === 406 && error === 'not_acceptable') || (status === 413 && error === 'too_large')) {
+    return RequestRefusedError;
+  }
+  return undefined;
+}
+
 // couch_pgp's own refusals are errors; CouchDB's (404, 409, forbidden by validation or a
 // signed-only database) are answers the application reads from the response.
 function refuseErrors(status, body) {
-  if (status < 400 || !body || typeof body !== 'object') return;
-  const { error = '', reason = '' } = body;
-  if (status === 401 && /expired/.test(reason) && /^couch_pgp/.test(reason)) throw new SessionExpiredError();
-  if (status === 401 && /^couch_pgp/.test(reason)) throw new NotLoggedInError(reason);
-  if (String(error).startsWith('pgp_') || /^couch_pgp/.test(reason) || status === 413) {
-    throw new RequestRefusedError(status, error, reason);
-  }
+  if (!body || typeof body !== 'object') return;
+  const { error, reason = '' } = body;
+  const Refusal = refusalClass(status, error);
+  if (Refusal === SessionExpiredError) throw new SessionExpiredError();
+  if (Refusal === NotLoggedInError) throw new NotLoggedInError(reason || 'unauthorized');
+  if (Refusal) throw new RequestRefusedError(status, error, reason);
 }
 
 // An answer that is not data: plaintext, or encrypted without our nonce. At most it says

@@ -55,7 +55,7 @@ export class FakeServer {
     if (check.data !== data) throw new Error('fake server: signature check');
     this.requests.push({ env, outerMethod: init.method, url: u, headers });
     if (!login && headers.get('x-pgp-session') !== this.token) {
-      return json(401, { error: 'unauthorized', reason: 'couch_pgp: the session has expired; start a new one.' });
+      return json(401, { error: 'pgp_session_expired', reason: 'couch_pgp: the session has expired; start a new one.' });
     }
     const [status, body] = await this.route(env, login);
     return this.answer(env, status, body, key);

@@ -5,10 +5,56 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import * as openpgp from 'openpgp';
 import { CouchDB, couchdbSkip } from './couchdb.mjs';
-import { Client, envelope, seal, newKey, signDoc, checkSession, jcs, nonce } from './pgp_client.mjs';
+import { Client, envelope, seal, open, newKey, signDoc, checkSession, jcs, nonce } from './pgp_client.mjs';
+
+const ERRORS = JSON.parse(fs.readFileSync(new URL('../vectors/errors.json', import.meta.url)));
+/** {error, reason} of a row of the error table. */
+function refusal(reason) {
+  const r = ERRORS.rows.find((x) => x.reason === reason);
+  assert.ok(r, reason);
+  return { status: r.status, body: { error: r.error, reason: r.reason_text } };
+}
+
+/** Sends raw HTTP/1.1 requests one after the other on one keep-alive connection and reads
+ *  each response by its Content-Length: a response that promises more bytes than it sends
+ *  makes this fail (after `timeoutMs`) instead of hanging. */
+async function keepAlive(port, requests, timeoutMs = 5000) {
+  const sock = net.connect({ host: '127.0.0.1', port });
+  await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+  let buf = Buffer.alloc(0); let wake = () => {};
+  sock.on('data', (d) => { buf = Buffer.concat([buf, d]); wake(); });
+  const out = [];
+  try {
+    for (const { method, path: p, headers = {}, body = '' } of requests) {
+      const b = Buffer.from(body);
+      const head = [`${method} ${p} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: keep-alive',
+        `Content-Length: ${b.length}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)].join('\r\n');
+      sock.write(Buffer.concat([Buffer.from(`${head}\r\n\r\n`), b]));
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end >= 0) {
+          const lines = buf.subarray(0, end).toString('latin1').split('\r\n');
+          const hs = Object.fromEntries(lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+          const len = Number(hs['content-length']);
+          assert.ok(Number.isInteger(len), `no Content-Length: ${lines.join(' | ')}`);
+          if (buf.length >= end + 4 + len) {
+            out.push({ status: Number(lines[0].split(' ')[1]), headers: hs, body: buf.subarray(end + 4, end + 4 + len).toString('utf8') });
+            buf = buf.subarray(end + 4 + len);
+            break;
+          }
+        }
+        if (Date.now() > deadline) throw new Error(`${method} ${p}: the response promised more bytes than it sent (${buf.length} buffered)`);
+        await new Promise((r) => { wake = r; setTimeout(r, 100); });
+      }
+    }
+  } finally { sock.destroy(); }
+  return out;
+}
 
 const skip = couchdbSkip();
 const SECRET_TEXT = 'penicillin-allergy-7f3a';
@@ -333,6 +379,102 @@ describe('couch_pgp plugin in CouchDB', { skip, timeout: 600000 }, () => {
     const ini = db.readIni();
     const secret = /\[couch_pgp\][^[]*?secret = ([0-9A-F]+)/.exec(ini);
     if (secret) assert.ok(!log.includes(secret[1]), 'session token secret in the log');
+    await stillUp();
+  });
+
+  /** A binary computed on the node, through a file (erl_call prints long ones cut short). */
+  let rpcFiles = 0;
+  async function rpcBinary(expr) {
+    const file = path.join(db.dir, `rpc-${rpcFiles += 1}.out`);
+    assert.equal(await db.rpc(`file:write_file(${JSON.stringify(file)}, begin ${expr.replace(/\.\s*$/, '')} end).`), 'ok');
+    return fs.readFileSync(file, 'utf8');
+  }
+
+  test('an encrypted HEAD is refused before it runs, and the answer is framed: the connection goes on', async () => {
+    const env = envelope('HEAD', '/records/p1', '', '');
+    const msg = await seal(env, alice.sessionCert, alice.key.privateKey);
+    const basic = `Basic ${Buffer.from(`${aliceAuth.username}:${aliceAuth.password}`).toString('base64')}`;
+    const [head, up] = await keepAlive(db.port, [
+      { method: 'POST', path: '/records/p1', body: msg,
+        headers: { 'Content-Type': 'application/pgp-encrypted', 'X-PGP-Session': alice.token, Authorization: basic } },
+      { method: 'GET', path: '/_up' },
+    ]);
+    assert.equal(head.status, 400);
+    assert.equal(head.headers['x-pgp-encrypted'], '1');
+    const resp = await open(JSON.parse(head.body).pgp, alice.key.privateKey, alice.sessionCert);
+    assert.equal(resp.status, 400);
+    assert.equal(resp.nonce, env.nonce, 'refused after the envelope was opened: its nonce is echoed');
+    assert.deepEqual(JSON.parse(resp.body), refusal('head_not_supported').body);
+    assert.equal(up.status, 200);
+    // The refused HEAD did not use up its nonce: the same envelope as GET is another message.
+    const get = await alice.send('GET', '/records/p1');
+    assert.equal(get.status, 200);
+  });
+
+  test('a certificate that cannot be encrypted to gets no session, and a request whose answer could not be sealed never runs', async () => {
+    const signOnly = await openpgp.generateKey({ type: 'curve25519', userIDs: [{ name: 's' }], subkeys: [], format: 'object' });
+    const r = await db.json('/_pgp/session', { method: 'POST', auth: aliceAuth, body: { client_cert: signOnly.publicKey.armor() } });
+    assert.deepEqual({ status: r.status, body: r.body }, refusal('no_encryption_key'));
+    const none = await db.json('/_pgp/session', { method: 'POST', auth: aliceAuth, body: {} });
+    assert.deepEqual({ status: none.status, body: none.body }, refusal('no_cert'));
+    // A session made for it anyway (as one made before this check, or by a node without it).
+    const armored = Buffer.from(signOnly.publicKey.armor()).toString('base64');
+    const token = await rpcBinary(`
+      {ok, S} = couch_pgp_session:new(<<"alice">>, base64:decode(<<"${armored}">>),
+                                      erlang:system_time(second) + 600, <<"unsealable">>),
+      {ok, Secret} = couch_pgp_config:token_secret(),
+      couch_pgp_session:seal(S, Secret).`);
+    const desc = await db.json('/_pgp/session', { auth: aliceAuth, headers: { 'X-PGP-Session': token } });
+    assert.equal(desc.status, 200);
+    const c = new Client(db, aliceAuth, { privateKey: signOnly.privateKey, publicKey: signOnly.publicKey,
+      fingerprint: signOnly.publicKey.getFingerprint().toUpperCase() });
+    c.identity = alice.identity;
+    c.token = token;
+    c.sessionCert = await checkSession(desc.body, alice.identity, c.key.fingerprint);
+    const put = await c.send('PUT', '/records/unsealable', '', JSON.stringify({ a: 1 }));
+    assert.deepEqual({ status: put.status, body: put.body }, refusal('no_encryption_key'));
+    assert.equal(put.encrypted, false, 'there is nobody to encrypt to');
+    assert.equal((await stored('records', 'unsealable')).status, 404, 'the request did not run');
+    await stillUp();
+  });
+
+  test('a raw response carries its real Content-Type in the envelope', async () => {
+    const env = envelope('GET', '/_pgp/client.d.ts', '', '');
+    const r = await db.request('/_pgp/client.d.ts', {
+      method: 'POST', auth: aliceAuth, body: await seal(env, alice.sessionCert, alice.key.privateKey),
+      headers: { 'Content-Type': 'application/pgp-encrypted', 'X-PGP-Session': alice.token },
+    });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'application/pgp-encrypted');
+    const resp = await open(await r.text(), alice.key.privateKey, alice.sessionCert);
+    assert.equal(resp.nonce, env.nonce);
+    assert.equal(resp.content_type, 'text/plain; charset=utf-8');
+    assert.match(resp.body, /export/);
+  });
+
+  test('/_pgp/certs: no proof is 403 pgp_bad_signature as documented; no user document and unknown certificates have their rows', async () => {
+    const key = await newKey('proofless');
+    const noProof = await db.json('/_pgp/certs', { method: 'POST', auth: aliceAuth, body: { cert: key.publicKey.armor() } });
+    assert.deepEqual({ status: noProof.status, body: noProof.body }, refusal('no_registration_proof'));
+    const noCert = await db.json('/_pgp/certs', { method: 'POST', auth: aliceAuth, body: { signature: 'x' } });
+    assert.deepEqual({ status: noCert.status, body: noCert.body }, refusal('no_cert'));
+    const proof = await openpgp.sign({
+      message: await openpgp.createMessage({ text: jcs({ action: 'register', fingerprint: key.fingerprint, user: 'admin' }) }),
+      signingKeys: key.privateKey, detached: true });
+    const admin = await db.json('/_pgp/certs', { method: 'POST', body: { cert: key.publicKey.armor(), signature: proof } });
+    assert.deepEqual({ status: admin.status, body: admin.body }, refusal('no_user_doc'));
+    const gone = await db.json(`/_pgp/certs/${key.fingerprint}`, { method: 'DELETE', auth: aliceAuth });
+    assert.deepEqual({ status: gone.status, body: gone.body }, refusal('cert_not_registered'));
+  });
+
+  test('tunnel: ill-typed inner headers are a 400, not a crash', async () => {
+    for (const headers of ['x', [1, 2], { a: 1 }, { 'X-A': 'b\r\nInjected: 1' }]) {
+      const t = await alice.send('POST', '/_pgp/tunnel', '', JSON.stringify({ method: 'GET', path: '/records/p1', query: '', headers, body: '' }));
+      assert.deepEqual({ status: t.status, body: t.body }, refusal('tunnel_request'), JSON.stringify(headers));
+      assert.equal(t.encrypted, true);
+    }
+    const b64 = await alice.send('POST', '/_pgp/tunnel', '', JSON.stringify({ method: 'PUT', path: '/records/b64', query: '', headers: {}, body: '%%%', body_base64: true }));
+    assert.deepEqual({ status: b64.status, body: b64.body }, refusal('tunnel_base64'));
     await stillUp();
   });
 
