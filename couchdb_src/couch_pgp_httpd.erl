@@ -27,7 +27,11 @@ route(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
                 {<<"cert">>, Cert},
                 {<<"profile">>, <<"rfc4880">>},
                 {<<"encryption">>, [<<"seipdv1">>]},
-                {<<"modes">>, [<<"session">>]}
+                {<<"modes">>, [<<"session">>]},
+                %% Seconds: how long a session lasts, and how far a request's ts may be
+                %% from the node's clock (clients with a skewed clock can tell why).
+                {<<"session_lifetime">>, couch_pgp_config:session_lifetime()},
+                {<<"max_clock_skew">>, couch_pgp_config:max_skew_ms() div 1000}
             ]});
         {error, Why} ->
             %% Clients learn only that it is unavailable; the node's log says why.

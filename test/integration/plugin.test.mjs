@@ -107,6 +107,11 @@ describe('couch_pgp plugin in CouchDB', { skip, timeout: 600000 }, () => {
     assert.equal(r.body.fingerprint, pinned);
     assert.match(r.body.cert, /^-----BEGIN PGP PUBLIC KEY BLOCK-----/);
     assert.equal(r.body.profile, 'rfc4880');
+    assert.deepEqual(r.body.encryption, ['seipdv1']);
+    assert.deepEqual(r.body.modes, ['session']);
+    // CouchDB's own session timeout (600 s) and the default skew, as the README says.
+    assert.equal(r.body.session_lifetime, 600);
+    assert.equal(r.body.max_clock_skew, 300);
     const keyFile = path.join(db.home, 'data', 'couch_pgp', 'server_key.asc');
     assert.equal(fs.statSync(keyFile).mode & 0o777, 0o600);
     assert.equal(fs.statSync(path.dirname(keyFile)).mode & 0o777, 0o700);
