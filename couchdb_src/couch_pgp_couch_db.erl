@@ -42,10 +42,9 @@ before_doc_update(#doc{id = <<"_design/", _/binary>>} = Doc, Db, Type) ->
     [Doc, Db, Type];
 before_doc_update(#doc{} = Doc, Db, Type) ->
     case get(io_priority) of
-        {internal_repl, _} -> ok;
-        _ -> check(Doc, Db, mode(Type))
-    end,
-    [Doc, Db, Type].
+        {internal_repl, _} -> [Doc, Db, Type];
+        _ -> [check(Doc, Db, mode(Type)), Db, Type]
+    end.
 
 %% Anything but an interactive edit is held to the replicated rule, which never trusts the
 %% writer.
@@ -55,11 +54,12 @@ mode(_) -> replicated.
 check(Doc, Db, Mode) ->
     case mem3:dbname(couch_db:name(Db)) of
         ?USERS_DB ->
-            couch_pgp_users_db:check(Doc, Db);
+            ok = couch_pgp_users_db:check(Doc, Db),
+            Doc;
         DbName ->
             case signed_db(DbName, Db) of
-                false -> ok;
-                true -> verify(Doc, DbName, couch_db:get_user_ctx(Db), Mode)
+                false -> Doc;
+                true -> verify(Doc, DbName, couch_db:get_user_ctx(Db), Mode, Db)
             end
     end.
 
@@ -76,25 +76,28 @@ signed_db(DbName, Db) ->
             end
         end.
 
-verify(#doc{id = Id}, DbName, #user_ctx{name = User}, interactive) when not is_binary(User) ->
+verify(#doc{id = Id}, DbName, #user_ctx{name = User}, interactive, _Db) when not is_binary(User) ->
     audit(null, DbName, Id, interactive, {error, no_user}),
     couch_pgp_stats:count(docs_refused),
     throw({forbidden, reason_text(no_user, interactive)});
-verify(#doc{id = Id} = Doc, DbName, #user_ctx{name = User}, Mode) ->
-    Result =
-        case doc_ejson(Doc) of
-            {ok, Ejson} ->
-                case certs(Mode, User, Ejson) of
-                    [] when Mode =:= interactive -> {error, no_registered_certs};
-                    Certs -> couch_pgp:verify_doc(Ejson, Certs)
-                end;
+verify(#doc{id = Id} = Doc0, DbName, #user_ctx{name = User}, Mode, Db) ->
+    {Doc, Result} =
+        case with_attachment_contents(Doc0, Db) of
+            {ok, Doc1, Contents} ->
+                Ejson = doc_ejson(Doc1, Contents),
+                {Doc1,
+                 case certs(Mode, User, Ejson) of
+                     [] when Mode =:= interactive -> {error, no_registered_certs};
+                     Certs -> couch_pgp:verify_doc(Ejson, Certs)
+                 end};
             {error, _} = Error ->
-                Error
+                {Doc0, Error}
         end,
     audit(User, DbName, Id, Mode, Result),
     case Result of
         {ok, _} ->
-            couch_pgp_stats:count(docs_verified);
+            couch_pgp_stats:count(docs_verified),
+            Doc;
         {error, Reason} ->
             couch_pgp_stats:count(docs_refused),
             %% fabric passes only {forbidden, Msg} back from a shard (403).
@@ -118,32 +121,98 @@ signers({Props}) ->
             []
     end.
 
-%% The document as its author signed it: id, deletion, body, inline attachments.
-doc_ejson(#doc{id = Id, deleted = Deleted, body = {Props}, atts = Atts}) ->
-    case attachments(Atts, []) of
-        {ok, AttProps} ->
-            {ok, {[{<<"_id">>, Id}] ++
-                  [{<<"_deleted">>, true} || Deleted] ++
-                  Props ++
-                  [{<<"_attachments">>, {AttProps}} || AttProps =/= []]}};
-        {error, _} = Error ->
-            Error
+%% The document as its author signed it: id, deletion, body, attachments by content.
+doc_ejson(#doc{id = Id, deleted = Deleted, body = {Props}}, Contents) ->
+    AttProps = [{Name, {[{<<"content_type">>, Type}, {<<"data">>, base64:encode(Bin)}]}}
+                || {Name, Type, Bin} <- Contents],
+    {[{<<"_id">>, Id}] ++
+     [{<<"_deleted">>, true} || Deleted] ++
+     Props ++
+     [{<<"_attachments">>, {AttProps}} || AttProps =/= []]}.
+
+%% The signature covers attachments by content, so every attachment's bytes must be at hand:
+%% inline data (base64 in the JSON); a multipart part of known length (the replicator sends
+%% attachments so), read here and handed on to CouchDB as a binary; or a stub, whose bytes are
+%% read from the revision it refers to on this shard copy (the replicator sends unchanged
+%% attachments as stubs; an interactive update may too). A standalone attachment PUT carries
+%% the old signature, which does not cover the new attachment, so it never verifies. Each
+%% attachment read is held in memory once, so it is capped at `[couchdb] max_document_size',
+%% the bound inline attachments already have.
+with_attachment_contents(#doc{atts = []} = Doc, _Db) ->
+    {ok, Doc, []};
+with_attachment_contents(#doc{atts = Atts} = Doc, Db) ->
+    Cap = config:get_integer("couchdb", "max_document_size", 8000000),
+    try
+        {Atts1, Contents} = lists:unzip([attachment_content(Att, Doc, Db, Cap) || Att <- Atts]),
+        {ok, Doc#doc{atts = Atts1}, Contents}
+    catch
+        throw:{attachment_content_missing, _} = Missing -> {error, Missing}
     end.
 
-attachments([], Acc) ->
-    {ok, lists:reverse(Acc)};
-attachments([Att | Rest], Acc) ->
-    Name = couch_att:fetch(name, Att),
-    case couch_att:fetch(data, Att) of
-        Data when is_binary(Data) ->
-            Entry = {[{<<"content_type">>, couch_att:fetch(type, Att)},
-                      {<<"data">>, base64:encode(Data)}]},
-            attachments(Rest, [{Name, Entry} | Acc]);
-        _StubOrStream ->
-            %% Only inline attachment bytes are at hand here: a stub, a standalone attachment
-            %% PUT or a multipart body is refused (see the README).
-            {error, {attachment_content_missing, Name}}
+attachment_content(Att, Doc, Db, Cap) ->
+    [Name, Type, Data, Len, Enc] = couch_att:fetch([name, type, data, att_len, encoding], Att),
+    {Att1, Type1, Stored} =
+        case Data of
+            Bin when is_binary(Bin) ->
+                {Att, Type, {Bin, Enc}};
+            Fun when is_function(Fun, 0), is_integer(Len), Len =< Cap ->
+                Read = read_exactly(Name, Fun, Len, []),
+                {couch_att:store(data, Read, Att), Type, {Read, Enc}};
+            {stream, _} when is_integer(Len), Len =< Cap ->
+                %% Already stored (a standalone attachment PUT carries the others so).
+                {Att, Type, {couch_att:to_binary(Att), Enc}};
+            stub ->
+                %% CouchDB replaces the stub by the stored attachment, content type included.
+                {StoredType, Content} = stored_attachment(Att, Doc, Db, Cap),
+                {Att, StoredType, Content};
+            _ ->
+                throw({attachment_content_missing, Name})
+        end,
+    {Att1, {Name, Type1, decode(Name, Stored)}}.
+
+%% A streamed attachment's reader gives binaries or iolists, until `Len' bytes in all.
+read_exactly(_Name, _Fun, 0, Acc) ->
+    iolist_to_binary(lists:reverse(Acc));
+read_exactly(Name, Fun, Left, Acc) when Left > 0 ->
+    case iolist_to_binary(Fun()) of
+        <<>> -> throw({attachment_content_missing, Name});
+        Chunk -> read_exactly(Name, Fun, Left - byte_size(Chunk), [Chunk | Acc])
+    end;
+read_exactly(Name, _Fun, _Overrun, _Acc) ->
+    throw({attachment_content_missing, Name}).
+
+%% The bytes of the attachment a stub refers to: in the nearest revision of the document's
+%% own history stored on this shard copy that has it (same name, and same revpos when the
+%% stub gives one), as CouchDB itself fills stubs in.
+stored_attachment(Stub, #doc{id = Id, revs = {Pos, RevIds}}, Db, Cap) ->
+    [Name, RevPos] = couch_att:fetch([name, revpos], Stub),
+    History = [{Pos - I, R} || {I, R} <- lists:zip(lists:seq(0, length(RevIds) - 1), RevIds)],
+    {ok, Found} = couch_db:open_doc_revs(Db, Id, History, []),
+    Matching = [A || {ok, #doc{atts = As}} <- Found, A <- As,
+                     couch_att:fetch(name, A) =:= Name,
+                     not is_integer(RevPos) orelse couch_att:fetch(revpos, A) =:= RevPos],
+    case Matching of
+        [A | _] ->
+            case couch_att:fetch(att_len, A) of
+                L when is_integer(L), L =< Cap ->
+                    {couch_att:fetch(type, A), {couch_att:to_binary(A), couch_att:fetch(encoding, A)}};
+                _ ->
+                    throw({attachment_content_missing, Name})
+            end;
+        [] ->
+            throw({attachment_content_missing, Name})
     end.
+
+decode(_Name, {Bin, identity}) ->
+    Bin;
+decode(Name, {Bin, gzip}) ->
+    try
+        zlib:gunzip(Bin)
+    catch
+        error:_ -> throw({attachment_content_missing, Name})
+    end;
+decode(Name, _) ->
+    throw({attachment_content_missing, Name}).
 
 %% A closed mapping: the client sees one of these fixed texts, never an internal term.
 -spec reason_text(term(), mode()) -> binary().
@@ -153,9 +222,9 @@ reason_text(no_registered_certs, _) ->
     <<"Signed-only database: the writing user has no registered OpenPGP certificate "
       "(pgp_certs on the _users document).">>;
 reason_text({attachment_content_missing, _}, _) ->
-    <<"Signed-only database: attachments must be sent inline, base64 in the document "
-      "(their content is covered by the signature); stubs, standalone attachment writes "
-      "and multipart bodies are refused.">>;
+    <<"Signed-only database: an attachment's content is not at hand to check the "
+      "signature against (send it inline, or as a stub of an attachment stored in the "
+      "document's previous revision; at most max_document_size).">>;
 reason_text(unsigned, _) ->
     <<"Signed-only database: the document has no pgp_signatures.">>;
 reason_text(unknown_signer, interactive) ->

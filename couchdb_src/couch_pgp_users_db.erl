@@ -45,7 +45,8 @@ check(#doc{id = Id} = Doc, Db) ->
 stored_certs(Db, Id) ->
     %% Read as admin: the writer may not be allowed to read the document (another user's),
     %% and CouchDB refuses such a write later anyway; here only the field matters.
-    case couch_db:open_doc(couch_db:set_user_ctx(Db, ?ADMIN_CTX), Id, [ejson_body]) of
+    {ok, AdminDb} = couch_db:set_user_ctx(Db, ?ADMIN_USER),
+    case couch_db:open_doc(AdminDb, Id, [ejson_body]) of
         {ok, Stored} -> certs_of(Stored);
         {not_found, _} -> []
     end.
