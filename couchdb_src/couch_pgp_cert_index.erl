@@ -108,6 +108,7 @@ rebuild_since(Asked) ->
         exit:_ -> unavailable()
     end.
 
+-spec unavailable() -> no_return().
 unavailable() ->
     throw({forbidden, <<"Signed-only database: the certificate registry cannot be "
                         "consulted right now; retry later.">>}).

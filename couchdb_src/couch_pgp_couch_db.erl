@@ -251,8 +251,7 @@ reason_text(_, _) ->
 %% A fixed code for the log: which rule refused, never content.
 reason_code({attachment_content_missing, _}) -> attachment_content_missing;
 reason_code({invalid_json, Why}) when is_atom(Why) -> ["invalid_json_", atom_to_list(Why)];
-reason_code(Reason) when is_atom(Reason) -> Reason;
-reason_code(_) -> other.
+reason_code(Reason) when is_atom(Reason) -> Reason.
 
 %% Who, which document, what, the outcome; never the content.
 audit(User, DbName, DocId, Mode, Result) ->
