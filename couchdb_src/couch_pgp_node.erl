@@ -22,7 +22,8 @@ start_link() ->
         _ = couch_stats:reload(),
         conceal_secrets(),
         ensure_secret(),
-        case couch_pgp_sup:start_link(keystore_opts(), [couch_pgp_switch:child_spec()]) of
+        case couch_pgp_sup:start_link(keystore_opts(), [couch_pgp_switch:child_spec(),
+                                                     couch_pgp_cert_index:child_spec()]) of
             {ok, Pid} ->
                 {ok, Pid};
             Other ->

@@ -74,6 +74,13 @@ export async function signDoc(doc, key) {
   const skip = new Set(['_rev', '_revisions', '_conflicts', '_deleted_conflicts', '_revs_info',
     '_local_seq', 'pgp_signatures']);
   const payload = Object.fromEntries(Object.entries(doc).filter(([k]) => !skip.has(k)));
+  // Inline attachments are covered by content: {content_type, digest: sha256, length}.
+  if (payload._attachments) {
+    payload._attachments = Object.fromEntries(Object.entries(payload._attachments).map(([name, att]) => {
+      const content = Buffer.from(att.data, 'base64');
+      return [name, { content_type: att.content_type, digest: `sha256-${crypto.createHash('sha256').update(content).digest('base64')}`, length: content.length }];
+    }));
+  }
   const sig = await openpgp.sign({
     message: await openpgp.createMessage({ binary: new TextEncoder().encode(jcs(payload)) }),
     signingKeys: key.privateKey, detached: true, format: 'binary',

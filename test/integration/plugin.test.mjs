@@ -328,9 +328,13 @@ describe('couch_pgp plugin in CouchDB', { skip, timeout: 600000 }, () => {
     await db.json('/marked/_security', { method: 'PUT', body: { members: { names: ['alice'] }, admins: {}, couch_pgp: { signed: true } } });
     assert.equal((await db.json('/marked/m1', { method: 'PUT', auth: aliceAuth, body: { note: 'x' } })).status, 403);
     assert.equal((await db.json('/marked/m1', { method: 'PUT', auth: aliceAuth, body: await signDoc({ _id: 'm1', note: 'x' }, alice.key) })).status, 201);
-    // Replication writes (new_edits=false) are copied as they are (README).
+    // Replicated writes (new_edits=false) are checked too: an unsigned one is refused, a
+    // revision signed by a registered certificate is copied as it is.
     const rep = await db.json('/signed/_bulk_docs', { method: 'POST', body: { new_edits: false, docs: [{ _id: 'r1', _rev: '1-abc', note: 'replicated' }] } });
-    assert.equal(rep.status, 201);
+    assert.deepEqual([rep.status, rep.body], [403, { error: 'forbidden', reason: 'Signed-only database: the document has no pgp_signatures.' }]);
+    assert.equal((await stored('signed', 'r1')).status, 404);
+    const repSigned = await db.json('/signed/_bulk_docs', { method: 'POST', body: { new_edits: false, docs: [{ ...(await signDoc({ _id: 'r1', note: 'replicated' }, bob.key)), _rev: '1-abc' }] } });
+    assert.equal(repSigned.status, 201, repSigned.text);
   });
 
   test('encrypted login to the identity key starts a session in its answer', async () => {
