@@ -107,7 +107,7 @@ describe('examples/couchdb_demo.mjs against CouchDB', { skip, timeout: 900000 },
     hasLine(out, `     proof: a detached signature by the key itself over {"action":"register","fingerprint":"${client}","user":"demo"}`);
     hasLine(out, `   ✔ certificate ${client} registered to demo: signed-only databases accept documents it signs`);
     hasLine(out, '   ✔ patients is signed-only twice over: [couch_pgp] signed_dbs = patients, and _security couch_pgp.signed = true');
-    hasLine(out, '   ✔ unsigned write refused: 403 {"error":"forbidden","reason":"Signed-only database: the document needs a valid signature by a certificate registered to the writing user (unsigned)."}; nothing stored');
+    hasLine(out, '   ✔ unsigned write refused: 403 {"error":"forbidden","reason":"Signed-only database: the document has no pgp_signatures."}; nothing stored');
 
     // 7-8: the signed, encrypted write and the verified read.
     const [, rev] = match(out, /^ {3}✔ stored as patient:0001, rev (1-[0-9a-f]{32}): the server checked the signature against demo's registered certificate$/m);
