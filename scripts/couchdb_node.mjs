@@ -4,7 +4,8 @@
 // its stdin is closed (clean stop: the node's process groups are killed and its temp dir is
 // removed) or it gets SIGTERM/SIGINT/SIGHUP (the harness's own emergency cleanup: same, at once).
 //
-//   node scripts/couchdb_node.mjs --mode plain|off|on [--ini section.key=value ...] [--save-log FILE]
+//   node scripts/couchdb_node.mjs --mode plain|off|on [--ini section.key=value ...]
+//        [--set section.key=value ...] [--save-log FILE]
 //
 //   plain  the release copy without the plugin (no [couch_pgp] section in local.ini at all)
 //   off    plugin installed, [couch_pgp] enable = false
@@ -12,7 +13,10 @@
 //
 // The line: {"mode","url","username","password","home","dir","couch_pgp"} where couch_pgp is
 // the installed lib/couch_pgp-<vsn> directory name (null for plain). --save-log copies the
-// node's log (CouchDB's stdout/stderr) to FILE on a clean stop. Everything else (the
+// node's log (CouchDB's stdout/stderr) to FILE on a clean stop. --ini goes into local.ini
+// before the first start; --set is applied once the node is up, through the config API
+// (PUT /_node/_local/_config/...), e.g. a policy that would refuse the harness's own
+// plaintext start-up requests. Everything else (the
 // harness's output, errors) goes to stderr. Exit status 1 if the node could not be started.
 //
 // Environment: COUCHDB_HOME (the release; only ever copied), COUCH_PGP_IT_PREBUILT (default 1
@@ -29,22 +33,24 @@ process.env.COUCH_PGP_IT_TIMEOUT_MS ??= String(3 * 60 * 60 * 1000);
 
 function usage(msg) {
   if (msg) process.stderr.write(`couchdb_node: ${msg}\n`);
-  process.stderr.write('usage: node scripts/couchdb_node.mjs --mode plain|off|on [--ini section.key=value ...] [--save-log FILE]\n');
+  process.stderr.write('usage: node scripts/couchdb_node.mjs --mode plain|off|on [--ini section.key=value ...] [--set section.key=value ...] [--save-log FILE]\n');
   process.exit(2);
 }
 
 let mode = null;
 let saveLog = null;
+const runtime = [];
 const extra = {};
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (a === '--mode') mode = argv[++i];
   else if (a === '--save-log') saveLog = argv[++i] || usage('--save-log needs a file');
-  else if (a === '--ini') {
+  else if (a === '--ini' || a === '--set') {
     const m = /^([^.=]+)\.([^=]+)=(.*)$/s.exec(argv[++i] || '');
-    if (!m) usage(`bad --ini ${argv[i]}`);
-    (extra[m[1]] ??= {})[m[2]] = m[3];
+    if (!m) usage(`bad ${a} ${argv[i]}`);
+    if (a === '--ini') (extra[m[1]] ??= {})[m[2]] = m[3];
+    else runtime.push(m.slice(1, 4));
   } else usage(`unknown argument ${a}`);
 }
 if (!['plain', 'off', 'on'].includes(mode)) usage('--mode must be plain, off or on');
@@ -79,6 +85,16 @@ if ((mode === 'plain') !== (lib === null)) {
   process.stderr.write(`couchdb_node: ${mode} node has lib/${lib}: not what was asked for\n`);
   await db.stop();
   process.exit(1);
+}
+
+for (const [section, key, value] of runtime) {
+  const r = await db.json(`/_node/_local/_config/${encodeURIComponent(section)}/${encodeURIComponent(key)}`,
+    { method: 'PUT', body: JSON.stringify(value), headers: { 'Content-Type': 'application/json' } });
+  if (r.status !== 200) {
+    process.stderr.write(`couchdb_node: --set ${section}.${key}: ${r.status} ${r.text}\n`);
+    await db.stop();
+    process.exit(1);
+  }
 }
 
 let stopping = false;

@@ -19,6 +19,10 @@
 #   COUCHDB_HOME      the CouchDB release (default /opt/couchdb); only ever copied, never
 #                     modified (checked: a digest of its tree before and after)
 #   MODES             default "plain off on" (plain first: the others are compared with it)
+#   COUCH_PGP_SET     settings for the off and on nodes, "section.key=value ...", applied
+#                     through the config API once the node is up. A negative control:
+#                     COUCH_PGP_SET=couch_pgp.require_encryption=true must make the comparison
+#                     report (nearly) every test
 #   MANGO_TEST_OPTS   extra nose2 arguments, e.g. test names ("02-basic-find-test")
 #   MANGO_FAIL_FAST=1 pass -F as upstream's `make mango-test` does (default: run everything,
 #                     so that the three runs can be compared test by test)
@@ -51,6 +55,10 @@ PYTHON=${PYTHON:-python3}
 [ -x "$COUCHDB_HOME/bin/couchdb" ] || die "COUCHDB_HOME=$COUCHDB_HOME is not a CouchDB release"
 [ "${MODES%% *}" = plain ] || die "MODES must start with plain (the reference run)"
 command -v node >/dev/null || die "node not found"
+
+if [ -n "${COUCHDB_SUITES_OUT:-}" ]; then
+    mkdir -p "$COUCHDB_SUITES_OUT" && COUCHDB_SUITES_OUT=$(cd "$COUCHDB_SUITES_OUT" && pwd)
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/couchdb_suites.XXXXXX")
 NODE_PID=""
@@ -120,10 +128,14 @@ cd "$WORK" # nose2 and hypothesis (.hypothesis/) write into the current director
 
 # --- One node at a time ------------------------------------------------------------------
 start_node() { # mode -> NODE_PID, NODE_URL, NODE_USER, NODE_PASS, NODE_LIB
-    local mode=$1 line=""
+    local mode=$1 line="" kv
+    local ini=()
+    if [ "$mode" != plain ]; then
+        for kv in ${COUCH_PGP_SET:-}; do ini+=(--set "$kv"); done
+    fi
     rm -f "$WORK/node.in" && mkfifo "$WORK/node.in"
     : >"$WORK/node.json"
-    node "$HELPER" --mode "$mode" --save-log "$WORK/out/$mode.couchdb.log" \
+    node "$HELPER" --mode "$mode" "${ini[@]}" --save-log "$WORK/out/$mode.couchdb.log" \
         <"$WORK/node.in" >"$WORK/node.json" 2>"$WORK/out/$mode.node.log" &
     NODE_PID=$!
     exec 3>"$WORK/node.in" # holds the helper's stdin open; closing it stops the node
@@ -149,9 +161,11 @@ for mode in $MODES; do
     case "$mode" in plain|off|on) ;; *) die "unknown mode $mode (plain, off, on)" ;; esac
     say "[$mode] starting a node"
     start_node "$mode"
-    enable=$(curl -sf -u "$NODE_USER:$NODE_PASS" "$NODE_URL/_node/_local/_config/couch_pgp/enable" 2>/dev/null || echo '(unset)')
+    enable=$(curl -s -u "$NODE_USER:$NODE_PASS" -w ' %{http_code}' "$NODE_URL/_node/_local/_config/couch_pgp/enable" | tr -d '\n' || true)
+    case "$enable" in *' 200') enable=${enable% 200} ;; *' 404') enable='(unset)' ;; *) enable="(${enable##* })" ;; esac
     pgp=$(curl -s -o /dev/null -w '%{http_code}' "$NODE_URL/_pgp" || true)
     say "[$mode] $NODE_URL  plugin: $NODE_LIB  [couch_pgp] enable: $enable  GET /_pgp: $pgp"
+    [ "$mode" = plain ] || [ -z "${COUCH_PGP_SET:-}" ] || say "[$mode] settings applied: $COUCH_PGP_SET"
     echo "$mode $NODE_LIB $enable $pgp" >"$WORK/out/$mode.node.info"
     fail_fast=()
     [ "${MANGO_FAIL_FAST:-0}" = 1 ] && fail_fast=(-F)
