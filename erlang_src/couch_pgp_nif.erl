@@ -16,7 +16,17 @@
     sign/3,
     verify/3,
     canonical_json/1,
-    json_decode/1
+    json_decode/1,
+    channel_new/0,
+    channel_from_secret/1,
+    channel_seal/3,
+    channel_seal_dirty/3,
+    channel_open/4,
+    channel_open_dirty/4,
+    channel_open_request/3,
+    channel_open_request_dirty/3,
+    channel_seal_response/6,
+    channel_seal_response_dirty/6
 ]).
 
 -on_load(init/0).
@@ -60,3 +70,23 @@ verify(_Data, _Sig, _Certs) -> ?NOT_LOADED.
 canonical_json(_Json) -> ?NOT_LOADED.
 -spec json_decode(binary()) -> term().
 json_decode(_Text) -> ?NOT_LOADED.
+-spec channel_new() -> term().
+channel_new() -> ?NOT_LOADED.
+-spec channel_from_secret(binary()) -> term().
+channel_from_secret(_Secret) -> ?NOT_LOADED.
+-spec channel_seal(reference(), atom(), binary()) -> term().
+channel_seal(_Keys, _Dir, _Plain) -> ?NOT_LOADED.
+-spec channel_seal_dirty(reference(), atom(), binary()) -> term().
+channel_seal_dirty(_Keys, _Dir, _Plain) -> ?NOT_LOADED.
+-spec channel_open(reference(), atom(), binary(), non_neg_integer()) -> term().
+channel_open(_Keys, _Dir, _Msg, _Max) -> ?NOT_LOADED.
+-spec channel_open_dirty(reference(), atom(), binary(), non_neg_integer()) -> term().
+channel_open_dirty(_Keys, _Dir, _Msg, _Max) -> ?NOT_LOADED.
+-spec channel_open_request(reference(), binary(), non_neg_integer()) -> term().
+channel_open_request(_Keys, _Msg, _Max) -> ?NOT_LOADED.
+-spec channel_open_request_dirty(reference(), binary(), non_neg_integer()) -> term().
+channel_open_request_dirty(_Keys, _Msg, _Max) -> ?NOT_LOADED.
+-spec channel_seal_response(reference(), 100..999, binary(), binary(), binary(), binary | base64) -> term().
+channel_seal_response(_Keys, _Status, _Nonce, _CType, _Body, _Encoding) -> ?NOT_LOADED.
+-spec channel_seal_response_dirty(reference(), 100..999, binary(), binary(), binary(), binary | base64) -> term().
+channel_seal_response_dirty(_Keys, _Status, _Nonce, _CType, _Body, _Encoding) -> ?NOT_LOADED.

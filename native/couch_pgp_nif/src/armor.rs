@@ -28,7 +28,7 @@ pub enum Label {
     SecretKey,
 }
 
-fn looks_armored(data: &[u8]) -> bool {
+pub fn looks_armored(data: &[u8]) -> bool {
     let start = data.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(data.len());
     data[start..].starts_with(b"-----BEGIN PGP ")
 }

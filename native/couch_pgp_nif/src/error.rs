@@ -79,6 +79,9 @@ pub enum Error {
     /// The plaintext would exceed the caller's limit (a compressed "bomb", or simply big).
     #[error("plaintext exceeds the size limit")]
     TooLarge,
+    /// A channel message opened, but its plaintext is not a request envelope.
+    #[error("not a couch_pgp request envelope")]
+    BadEnvelope,
     /// Not expected from any input; reported instead of panicking.
     #[error("internal error")]
     Internal,

@@ -3,6 +3,7 @@
 
 pub mod armor;
 pub mod canonical;
+pub mod channel;
 pub mod certs;
 pub mod decrypt;
 pub mod encrypt;
