@@ -8,6 +8,10 @@
 %% is then replaced by `{"pgp": "<armored message>"}' with `X-PGP-Encrypted: 1': a response
 %% envelope encrypted to the client key and signed by the session key. A response that cannot
 %% be encrypted is never sent in plaintext.
+%%
+%% With `X-PGP-Channel: 1' (the session channel) the message is instead sealed under the
+%% session's client-to-server key and the answer under its server-to-client key
+%% (couch_pgp_channel, one NIF call each way); everything else is the same.
 -module(couch_pgp_chttpd).
 -include_lib("couch/include/couch_db.hrl").
 
@@ -16,6 +20,7 @@
 -define(CTX, couch_pgp_ctx).
 -define(CTYPE, "application/pgp-encrypted").
 -define(SESSION_HEADER, "X-PGP-Session").
+-define(CHANNEL_HEADER, "X-PGP-Channel").
 
 %% chttpd hooks return their arguments as a list (couch_epi any/all dispatch).
 -spec before_request(#httpd{}) -> [#httpd{}].
@@ -90,7 +95,7 @@ decrypt_request(#httpd{mochi_req = M, method = Method, path_parts = Parts} = Req
             {couch_pgp_config:max_http_request_size(), couch_pgp_config:max_request_size()}
     end,
     Msg = recv_body(M, RecvMax),
-    {Envelope, ClientCert} = open_envelope(Msg, Peer, PlainMax),
+    {Envelope, ClientFpr} = open_envelope(Msg, Peer, PlainMax),
     #{nonce := Nonce, content_type := InnerType, body := Body} = Envelope,
     %% The message is opened and its signature checked: refusals from here on answer this
     %% very request, so they echo its nonce.
@@ -112,7 +117,7 @@ decrypt_request(#httpd{mochi_req = M, method = Method, path_parts = Parts} = Req
     refuse_unsupported_type(InnerType),
     %% Claimed last: a refused request does not use up its nonce, and only a request that
     %% runs does.
-    case couch_pgp_cache:seen_nonce(couch_pgp:fingerprint(ClientCert), Nonce, Now + 2 * Skew) of
+    case couch_pgp_cache:seen_nonce(ClientFpr, Nonce, Now + 2 * Skew) of
         true -> count_and_refuse(replay);
         false -> ok
     end,
@@ -135,7 +140,7 @@ peer(M, Method, Parts) ->
             case couch_pgp_keystore:identity() of
                 {ok, #{key := Identity}} ->
                     #{key => Identity, sign_key => Identity, client_cert => undefined,
-                      user => undefined, login => true};
+                      channel => undefined, user => undefined, login => true};
                 {error, Why} ->
                     couch_log:warning("couch_pgp: encrypted login refused, no identity key: ~p", [Why]),
                     refuse(unavailable)
@@ -152,16 +157,35 @@ peer(M, Method, Parts) ->
             case couch_pgp_tokens:open(list_to_binary(Token)) of
                 {ok, Session} ->
                     Cert = couch_pgp_session:client_cert(Session),
+                    Channel = channel_of(M, Session),
                     %% A request never runs when its answer could not be encrypted (the
                     %% certificate may have expired since the session began): refused here,
-                    %% in plaintext, since there is nobody to encrypt to.
-                    sealable_or_refuse(Cert),
+                    %% in plaintext, since there is nobody to encrypt to. A channel answer is
+                    %% sealed with the session's own key, which cannot fail that way.
+                    Channel =/= undefined orelse sealable_or_refuse(Cert),
                     Key = couch_pgp_session:key(Session),
                     #{key => Key, sign_key => Key, client_cert => Cert,
+                      client_fingerprint => couch_pgp_session:client_fingerprint(Session),
+                      channel => Channel,
                       user => couch_pgp_session:user(Session), login => false};
                 {error, Reason} ->
                     count_and_refuse(Reason)
             end
+    end.
+
+%% The session's channel keys when the request asks for the channel; a session from a token
+%% made before channels existed has none (refused in plaintext: its key is not at hand).
+channel_of(M, Session) ->
+    case mochiweb_request:get_header_value(?CHANNEL_HEADER, M) of
+        undefined ->
+            undefined;
+        "1" ->
+            case couch_pgp_session:channel(Session) of
+                undefined -> count_and_refuse(no_channel);
+                Keys -> Keys
+            end;
+        _ ->
+            count_and_refuse(bad_envelope)
     end.
 
 sealable_or_refuse(Cert) ->
@@ -187,11 +211,18 @@ open_envelope(Msg, #{key := Key, client_cert := undefined}, Max) ->
     %% would start) could not be encrypted to it.
     sealable_or_refuse(Cert),
     _ = decrypt(Msg, Key, #{verify_with => [Cert], max_size => Max}),
-    put(?CTX, #{key => Key, sign_key => Key, client_cert => Cert, user => undefined,
-                login => true, nonce => <<>>}),
-    {Envelope, Cert};
-open_envelope(Msg, #{key := Key, client_cert := Cert}, Max) ->
-    {parse_envelope(decrypt(Msg, Key, #{verify_with => [Cert], max_size => Max})), Cert}.
+    put(?CTX, #{key => Key, sign_key => Key, client_cert => Cert, channel => undefined,
+                user => undefined, login => true, nonce => <<>>}),
+    {Envelope, couch_pgp:fingerprint(Cert)};
+open_envelope(Msg, #{channel := Keys, client_fingerprint := Fpr}, Max) when Keys =/= undefined ->
+    %% Opened and parsed in one call; the AEAD tag under the session's client-to-server key
+    %% is the proof that the session's client sent it.
+    case couch_pgp_channel:open_request(Keys, Msg, Max) of
+        {ok, Envelope} -> {Envelope, Fpr};
+        {error, Reason} -> count_and_refuse(couch_pgp_http_errors:from_decrypt(Reason))
+    end;
+open_envelope(Msg, #{key := Key, client_cert := Cert, client_fingerprint := Fpr}, Max) ->
+    {parse_envelope(decrypt(Msg, Key, #{verify_with => [Cert], max_size => Max})), Fpr}.
 
 decrypt(Msg, Key, Opts) ->
     case couch_pgp:decrypt(Msg, Key, Opts) of
@@ -298,6 +329,8 @@ encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonc
         false -> response_plaintext(Body, Headers)
     end,
     case Plaintext of
+        {ok, ContentType, Plain} when map_get(channel, Ctx) =/= undefined ->
+            seal_channel_response(Ctx, Req, Code, Headers, Body, ContentType, Plain);
         {ok, ContentType, Plain} ->
             Envelope = couch_pgp_envelope:response(Code, Nonce, ContentType, Plain),
             case couch_pgp:encrypt(Envelope, [ClientCert], #{sign_with => SignKey}) of
@@ -315,18 +348,46 @@ encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonc
                             [Req, Code, Headers1, {[{<<"pgp">>, Armored}]}]
                     end;
                 {error, Why} ->
-                    couch_log:error("couch_pgp: response not encrypted, connection closed: ~p", [Why]),
-                    %% No plaintext instead: drop the context so that the error response to
-                    %% this throw is not encrypted either, and CouchDB closes the exchange.
-                    erase(?CTX),
-                    couch_pgp_stats:count(responses_refused),
-                    exit({shutdown, couch_pgp_cannot_encrypt})
+                    cannot_encrypt(Why)
             end;
         streamed ->
             %% Refused before it ran where the path says so; this is the safety net.
             put(?CTX, Ctx),
             refuse(streamed)
     end.
+
+%% The channel's answer: the response envelope sealed under the session's server-to-client
+%% key, in one NIF call; JSON responses carry its base64 in `{"pgp": ...}', raw ones the
+%% message itself.
+seal_channel_response(#{channel := Keys, nonce := Nonce}, Req, Code, Headers, Body, CType, Plain) ->
+    Raw = is_binary(Body) andalso not json_response(Headers),
+    Encoding = case Raw of
+        true -> binary;
+        false -> base64
+    end,
+    case couch_pgp_channel:seal_response(Keys, Code, Nonce, CType, Plain, Encoding) of
+        {ok, Sealed} ->
+            couch_pgp_stats:count(responses_encrypted),
+            Headers1 = [{"X-PGP-Encrypted", "1"}, {?CHANNEL_HEADER, "1"} | drop_header("ETag", Headers)],
+            case Raw of
+                true ->
+                    [Req, Code, [{"Content-Type", ?CTYPE} | drop_header("Content-Type", Headers1)],
+                     Sealed];
+                false ->
+                    [Req, Code, Headers1, {[{<<"pgp">>, Sealed}]}]
+            end;
+        {error, Why} ->
+            cannot_encrypt(Why)
+    end.
+
+-spec cannot_encrypt(term()) -> no_return().
+cannot_encrypt(Why) ->
+    couch_log:error("couch_pgp: response not encrypted, connection closed: ~p", [Why]),
+    %% No plaintext instead: drop the context so that the error response to this throw is
+    %% not encrypted either, and CouchDB closes the exchange.
+    erase(?CTX),
+    couch_pgp_stats:count(responses_refused),
+    exit({shutdown, couch_pgp_cannot_encrypt}).
 
 %% A successful encrypted login also starts a couch_pgp session for that user and client
 %% key: its description (token, session certificate, signed statement) rides in the login

@@ -27,7 +27,7 @@
     %% 400
     | tampered | malformed | not_encrypted | no_matching_key | policy_rejected
     | bad_envelope | bad_nonce | head_not_supported | wrong_method | wrong_path | stale | replay
-    | no_cert | bad_cert | cert_expired | cert_revoked | cert_not_yet_valid
+    | no_channel | no_cert | bad_cert | cert_expired | cert_revoked | cert_not_yet_valid
     | cert_policy_rejected | no_encryption_key
     | tunnel_plaintext | tunnel_request | tunnel_base64
     %% 404
@@ -49,7 +49,7 @@ reasons() ->
      signer_unusable, no_registration_proof, bad_registration_proof, no_user_doc,
      tampered, malformed, not_encrypted, no_matching_key, policy_rejected,
      bad_envelope, bad_nonce, head_not_supported, wrong_method, wrong_path, stale, replay,
-     no_cert, bad_cert, cert_expired, cert_revoked, cert_not_yet_valid,
+     no_channel, no_cert, bad_cert, cert_expired, cert_revoked, cert_not_yet_valid,
      cert_policy_rejected, no_encryption_key,
      tunnel_plaintext, tunnel_request, tunnel_base64,
      cert_not_registered,
@@ -114,6 +114,10 @@ to_chttpd(bad_nonce) ->
 to_chttpd(head_not_supported) ->
     {bad_request, <<"pgp_bad_envelope">>,
      <<"An encrypted request cannot be HEAD (its answer has no body to encrypt); send GET.">>};
+to_chttpd(no_channel) ->
+    {bad_request, <<"pgp_no_channel">>,
+     <<"This session has no channel keys (its token predates them): start a new session, "
+       "or send the request in the per-message mode.">>};
 to_chttpd(R) when R =:= wrong_method; R =:= wrong_path ->
     {bad_request, <<"pgp_envelope_mismatch">>,
      <<"The envelope names another method, path or query than the request.">>};
@@ -175,7 +179,8 @@ to_chttpd(tunnel_unreachable) ->
 -spec from_decrypt(couch_pgp:reason()) -> reason().
 from_decrypt(R) when R =:= tampered; R =:= malformed; R =:= not_encrypted;
                      R =:= no_matching_key; R =:= policy_rejected; R =:= unsigned;
-                     R =:= unknown_signer; R =:= bad_signature; R =:= too_large ->
+                     R =:= unknown_signer; R =:= bad_signature; R =:= too_large;
+                     R =:= bad_envelope ->
     R;
 from_decrypt(R) when R =:= expired; R =:= revoked; R =:= not_yet_valid ->
     signer_unusable;

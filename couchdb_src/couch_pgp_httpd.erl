@@ -26,8 +26,8 @@ route(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
                 {<<"fingerprint">>, Fpr},
                 {<<"cert">>, Cert},
                 {<<"profile">>, <<"rfc4880">>},
-                {<<"encryption">>, [<<"seipdv1">>]},
-                {<<"modes">>, [<<"session">>]},
+                {<<"encryption">>, [<<"seipdv1">>, <<"seipdv2">>]},
+                {<<"modes">>, [<<"session">>, <<"channel">>]},
                 %% Seconds: how long a session lasts, and how far a request's ts may be
                 %% from the node's clock (clients with a skewed clock can tell why).
                 {<<"session_lifetime">>, couch_pgp_config:session_lifetime()},

@@ -111,19 +111,45 @@ describe(Token, Session, Identity, IdFpr) ->
         {<<"identity_fingerprint">>, IdFpr},
         {<<"expires">>, couch_pgp_session:expires(Session)}
     ]}),
-    case couch_pgp:sign(Statement, Identity) of
-        {ok, Sig} ->
-            {ok, description(Token, Session, SessionCert, Statement, Sig)};
-        {error, Why} ->
+    case {couch_pgp:sign(Statement, Identity), channel(Session, SessionCert)} of
+        {{ok, Sig}, {ok, Channel}} ->
+            {ok, description(Token, Session, SessionCert, Statement, Sig, Channel)};
+        {{error, Why}, _} ->
             couch_log:error("couch_pgp: session statement not signed: ~p", [Why]),
+            {error, internal};
+        {_, {error, Why}} ->
+            couch_log:error("couch_pgp: session channel keys not sealed: ~p", [Why]),
             {error, internal}
     end.
 
-description(Token, Session, SessionCert, Statement, Sig) ->
+%% The channel keys, for the client only: encrypted to its certificate and signed by the
+%% session key, which the identity-signed statement vouches for. A man in the middle can
+%% neither read them (no client secret key) nor replace them (no session secret key).
+channel(Session, SessionCert) ->
+    case couch_pgp_session:channel_secret(Session) of
+        undefined ->
+            {ok, []};
+        <<C2S:32/binary, S2C:32/binary>> ->
+            {ok, Json} = couch_pgp:canonical_json({[
+                {<<"v">>, 1},
+                {<<"c2s">>, base64:encode(C2S)},
+                {<<"s2c">>, base64:encode(S2C)},
+                {<<"session_fingerprint">>, couch_pgp:fingerprint(SessionCert)},
+                {<<"client_fingerprint">>, couch_pgp_session:client_fingerprint(Session)}
+            ]}),
+            case couch_pgp:encrypt(Json, [couch_pgp_session:client_cert(Session)],
+                                   #{sign_with => couch_pgp_session:key(Session)}) of
+                {ok, Msg} -> {ok, [{<<"channel">>, Msg}]};
+                {error, _} = Error -> Error
+            end
+    end.
+
+description(Token, Session, SessionCert, Statement, Sig, Channel) ->
     {[{<<"ok">>, true}] ++
      [{<<"token">>, Token} || Token =/= undefined] ++
      [{<<"user">>, couch_pgp_session:user(Session)},
       {<<"expires">>, couch_pgp_session:expires(Session)},
       {<<"session_cert">>, SessionCert},
       {<<"statement">>, Statement},
-      {<<"statement_signature">>, Sig}]}.
+      {<<"statement_signature">>, Sig}] ++
+     Channel}.

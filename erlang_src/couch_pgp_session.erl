@@ -7,20 +7,29 @@
 %% key derived from the cluster-wide secret, with the token version as associated data. Any
 %% node holding the same secret opens the token, checks its expiry, and loads the session
 %% key (cached per node by token digest, see couch_pgp_cache).
+%%
+%% A session also has channel keys (couch_pgp_channel): 64 random bytes, sealed into the token
+%% beside the session key, so that any node can open the session's channel too. Tokens made
+%% before channels existed open as sessions without one.
 -module(couch_pgp_session).
 
--export([new/4, seal/2, open/3, cert/1, key/1, user/1, client_cert/1, expires/1,
-         derive_secret/1]).
+-export([new/4, seal/2, open/3, cert/1, key/1, user/1, client_cert/1, client_fingerprint/1,
+         expires/1, channel/1, channel_secret/1, derive_secret/1]).
 -export_type([session/0]).
 
 -define(AAD, <<"couch_pgp session token v1">>).
 -define(VERSION, 1).
+%% The sealed term's own version: 2 adds the channel secret.
+-define(TERM_VERSION, 2).
 
 -record(session, {
     key :: couch_pgp:key(),
     user :: binary(),
     client_cert :: couch_pgp:cert(),
-    expires :: integer()
+    client_fingerprint :: couch_pgp:fingerprint(),
+    expires :: integer(),
+    %% The channel keys and their secret bytes (for the token); undefined for old tokens.
+    channel :: {couch_pgp_channel:keys(), binary()} | undefined
 }).
 -opaque session() :: #session{}.
 
@@ -34,7 +43,14 @@ new(User, ClientCert, Expires, ServerUserId) when is_binary(User), is_integer(Ex
             Lifetime = max(1, Expires - erlang:system_time(second)),
             case couch_pgp:generate_key(#{user_id => ServerUserId, expires_in => Lifetime}) of
                 {ok, Key} ->
-                    {ok, #session{key = Key, user = User, client_cert = Cert, expires = Expires}};
+                    case couch_pgp_channel:new() of
+                        {ok, Keys, ChannelSecret} ->
+                            {ok, #session{key = Key, user = User, client_cert = Cert,
+                                          client_fingerprint = couch_pgp:fingerprint(Cert),
+                                          expires = Expires, channel = {Keys, ChannelSecret}}};
+                        {error, _} = Error ->
+                            Error
+                    end;
                 {error, _} = Error ->
                     Error
             end;
@@ -44,12 +60,17 @@ new(User, ClientCert, Expires, ServerUserId) when is_binary(User), is_integer(Ex
 
 %% @doc The token for `Session' under the 32-byte `Secret' (see derive_secret/1).
 -spec seal(session(), binary()) -> binary().
-seal(#session{key = Key, user = User, client_cert = Cert, expires = Expires}, Secret) ->
+seal(#session{key = Key, user = User, client_cert = Cert, expires = Expires,
+              channel = Channel}, Secret) ->
     %% The session secret leaves the NIF only here, protected by a passphrase that is itself
     %% random and sealed beside it: the token is the only place it exists outside memory.
     Pass = base64:encode(crypto:strong_rand_bytes(24)),
     {ok, Exported} = couch_pgp:export_secret(Key, Pass),
-    Plain = term_to_binary({?VERSION, User, Cert, Expires, Pass, Exported}),
+    ChannelSecret = case Channel of
+        {_Keys, S} -> S;
+        undefined -> undefined
+    end,
+    Plain = term_to_binary({?TERM_VERSION, User, Cert, Expires, Pass, Exported, ChannelSecret}),
     IV = crypto:strong_rand_bytes(12),
     {Cipher, Tag} = crypto:crypto_one_time_aead(aes_256_gcm, Secret, IV, Plain, ?AAD, true),
     base64url(<<?VERSION, IV/binary, Tag/binary, Cipher/binary>>).
@@ -84,6 +105,21 @@ user(#session{user = User}) -> User.
 -spec client_cert(session()) -> couch_pgp:cert().
 client_cert(#session{client_cert = Cert}) -> Cert.
 
+%% @doc The client certificate's fingerprint (computed once per session, not per request).
+-spec client_fingerprint(session()) -> couch_pgp:fingerprint().
+client_fingerprint(#session{client_fingerprint = Fpr}) -> Fpr.
+
+%% @doc The session's channel keys, or `undefined' for a session from an older token.
+-spec channel(session()) -> couch_pgp_channel:keys() | undefined.
+channel(#session{channel = {Keys, _}}) -> Keys;
+channel(#session{channel = undefined}) -> undefined.
+
+%% @doc The channel's 64 secret bytes (client-to-server key, then server-to-client key), to
+%% send to the client encrypted; `undefined' as channel/1.
+-spec channel_secret(session()) -> binary() | undefined.
+channel_secret(#session{channel = {_, Secret}}) -> Secret;
+channel_secret(#session{channel = undefined}) -> undefined.
+
 %% @doc Unix seconds after which the session is over.
 -spec expires(session()) -> integer().
 expires(#session{expires = Expires}) -> Expires.
@@ -98,15 +134,34 @@ derive_secret(ClusterSecret) ->
 unseal(Plain, Now) ->
     %% Authenticated by GCM under our own secret, so it is a term we wrote; `safe' anyway.
     case binary_to_term(Plain, [safe]) of
-        {?VERSION, User, Cert, Expires, Pass, Exported} when Expires > Now ->
-            case couch_pgp:import_secret(Exported, Pass) of
-                {ok, Key} ->
-                    {ok, #session{key = Key, user = User, client_cert = Cert, expires = Expires}};
-                {error, _} ->
-                    {error, bad_token}
-            end;
-        {?VERSION, _, _, _, _, _} ->
-            {error, expired}
+        {?TERM_VERSION, User, Cert, Expires, Pass, Exported, ChannelSecret} when Expires > Now ->
+            restore(User, Cert, Expires, Pass, Exported, ChannelSecret);
+        {1, User, Cert, Expires, Pass, Exported} when Expires > Now ->
+            restore(User, Cert, Expires, Pass, Exported, undefined);
+        {?TERM_VERSION, _, _, _, _, _, _} ->
+            {error, expired};
+        {1, _, _, _, _, _} ->
+            {error, expired};
+        _ ->
+            {error, bad_token}
+    end.
+
+restore(User, Cert, Expires, Pass, Exported, ChannelSecret) ->
+    Channel = case ChannelSecret of
+        undefined -> {ok, undefined};
+        _ ->
+            case couch_pgp_channel:from_secret(ChannelSecret) of
+                {ok, Keys} -> {ok, {Keys, ChannelSecret}};
+                {error, _} = E -> E
+            end
+    end,
+    case {couch_pgp:import_secret(Exported, Pass), Channel} of
+        {{ok, Key}, {ok, Ch}} ->
+            {ok, #session{key = Key, user = User, client_cert = Cert,
+                          client_fingerprint = couch_pgp:fingerprint(Cert),
+                          expires = Expires, channel = Ch}};
+        _ ->
+            {error, bad_token}
     end.
 
 base64url(Bin) ->

@@ -88,6 +88,42 @@ export async function signDoc(doc, key) {
   return { ...doc, pgp_signatures: [{ signer: key.fingerprint, sig: Buffer.from(sig).toString('base64') }] };
 }
 
+/** The channel keys from a session description (README "Session channel"): `channel` is
+ *  encrypted to our key and must be signed by the session key; its JSON names both. */
+export async function openChannel(desc, key, sessionCert) {
+  const m = await openpgp.decrypt({
+    message: await openpgp.readMessage({ armoredMessage: desc.channel }),
+    decryptionKeys: key.privateKey, verificationKeys: sessionCert, expectSigned: true,
+  });
+  const c = JSON.parse(m.data);
+  if (c.v !== 1) throw new Error('channel: unknown version');
+  if (c.client_fingerprint !== key.fingerprint) throw new Error('channel for another client');
+  if (c.session_fingerprint !== sessionCert.getFingerprint().toUpperCase()) throw new Error('channel for another session');
+  const c2s = Buffer.from(c.c2s, 'base64'); const s2c = Buffer.from(c.s2c, 'base64');
+  if (c2s.length !== 32 || s2c.length !== 32) throw new Error('channel keys must be 32 bytes');
+  return { c2s, s2c };
+}
+
+const channelKey = (data) => ({ data: new Uint8Array(data), algorithm: 'aes256', aeadAlgorithm: 'gcm' });
+
+/** Seals text under a channel key as OpenPGP.js writes it: a bare SEIPDv2 packet. */
+export async function channelSeal(text, keyBytes) {
+  return openpgp.encrypt({
+    message: await openpgp.createMessage({ binary: new TextEncoder().encode(text) }),
+    sessionKey: channelKey(keyBytes), format: 'binary',
+    config: { aeadProtect: true, preferredAEADAlgorithm: openpgp.enums.aead.gcm },
+  });
+}
+
+/** Opens a channel message (binary) under a channel key; the text inside. */
+export async function channelOpen(bytes, keyBytes) {
+  const m = await openpgp.decrypt({
+    message: await openpgp.readMessage({ binaryMessage: bytes }),
+    sessionKeys: channelKey(keyBytes), format: 'binary',
+  });
+  return new TextDecoder('utf-8', { fatal: true }).decode(m.data);
+}
+
 /** A client session against one CouchDB node (the harness's CouchDB object). */
 export class Client {
   constructor(db, auth, key) {
@@ -110,7 +146,40 @@ export class Client {
     if (r.status !== 201) throw new Error(`POST /_pgp/session ${r.status} ${r.text}`);
     this.token = r.body.token;
     this.sessionCert = await checkSession(r.body, this.identity, this.key.fingerprint);
+    this.channel = r.body.channel ? await openChannel(r.body, this.key, this.sessionCert) : undefined;
     return r.body;
+  }
+
+  /** Like send(), in the session channel: sealed under c2s, the answer opened under s2c.
+   *  opts.msg sends these bytes instead; opts.headers adds headers. */
+  async sendChannel(method, path, query = '', body = '', { env, msg, token, auth, headers = {} } = {}) {
+    const e = env || envelope(method, path, query, body);
+    const m = msg || await channelSeal(JSON.stringify(e), this.channel.c2s);
+    const outer = method === 'GET' || method === 'HEAD' ? 'POST' : method;
+    const r = await this.db.request(path + (query ? `?${query}` : ''), {
+      method: outer, auth: auth === undefined ? this.auth : auth, body: m,
+      headers: { 'Content-Type': 'application/pgp-encrypted', 'X-PGP-Session': token || this.token,
+        'X-PGP-Channel': '1', ...headers },
+    });
+    return this.readChannel(r, e);
+  }
+
+  async readChannel(r, e) {
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    const encrypted = r.headers.get('x-pgp-encrypted') === '1';
+    if (!encrypted) {
+      const text = new TextDecoder().decode(bytes);
+      let parsed = text; try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+      return { status: r.status, encrypted, channel: false, body: parsed, text };
+    }
+    if (r.headers.get('x-pgp-channel') !== '1') throw new Error('encrypted answer outside the channel');
+    const raw = (r.headers.get('content-type') || '').startsWith('application/pgp-encrypted');
+    const sealed = raw ? bytes : Buffer.from(JSON.parse(new TextDecoder().decode(bytes)).pgp, 'base64');
+    const resp = JSON.parse(await channelOpen(sealed, this.channel.s2c));
+    if (resp.v !== 1) throw new Error('response envelope version');
+    if (resp.status !== r.status) throw new Error('response envelope status differs from HTTP status');
+    let parsed = resp.body; try { parsed = JSON.parse(resp.body); } catch { /* not JSON */ }
+    return { status: r.status, encrypted, channel: true, raw, env: resp, body: parsed, nonceMatches: resp.nonce === e.nonce };
   }
 
   /** Sends `env` (already sealed as `msg` if given) for real method/path/query; returns

@@ -107,8 +107,8 @@ describe('couch_pgp plugin in CouchDB', { skip, timeout: 600000 }, () => {
     assert.equal(r.body.fingerprint, pinned);
     assert.match(r.body.cert, /^-----BEGIN PGP PUBLIC KEY BLOCK-----/);
     assert.equal(r.body.profile, 'rfc4880');
-    assert.deepEqual(r.body.encryption, ['seipdv1']);
-    assert.deepEqual(r.body.modes, ['session']);
+    assert.deepEqual(r.body.encryption, ['seipdv1', 'seipdv2']);
+    assert.deepEqual(r.body.modes, ['session', 'channel']);
     // CouchDB's own session timeout (600 s) and the default skew, as the README says.
     assert.equal(r.body.session_lifetime, 600);
     assert.equal(r.body.max_clock_skew, 300);
