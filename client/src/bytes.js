@@ -15,6 +15,15 @@ export function fromBase64(b64) {
   return out;
 }
 
+/** Standard base64 (RFC 4648 §4) with padding and nothing else; atob alone would also take
+ *  whitespace and missing padding. */
+export function fromBase64Strict(b64) {
+  if (typeof b64 !== 'string' || b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) {
+    throw new TypeError('not standard base64');
+  }
+  return fromBase64(b64);
+}
+
 export function toBytes(data) {
   if (typeof data === 'string') return new TextEncoder().encode(data);
   if (data instanceof Uint8Array) return data;
