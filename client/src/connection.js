@@ -325,7 +325,12 @@ export class Connection {
           throw e instanceof ProtocolError ? e : new ProtocolError('the channel answer has no base64 message');
         }
       }
-      plaintext = new TextDecoder('utf-8', { fatal: true }).decode(await openData(channel.s2c, sealed));
+      const opened = await openData(channel.s2c, sealed);
+      try {
+        plaintext = new TextDecoder('utf-8', { fatal: true }).decode(opened);
+      } catch {
+        throw new ProtocolError('the channel answer is not UTF-8 text');
+      }
     } else {
       const armored = raw ? wireText : parseJSON(wireText).pgp;
       if (typeof armored !== 'string') throw new ProtocolError('the encrypted response has no message');

@@ -119,6 +119,8 @@ for (const mode of MODES) {
       ...(mode === 'session' ? [[{ responseSigner: 'stranger' }, BadSignatureError]] : [
         [{ responseKey: 'c2s' }, (e) => e instanceof DecryptError && e.reason === 'tampered'], // our own direction's key
         [{ noChannelHeader: true }, ProtocolError],
+        [{ channelPlaintext: new Uint8Array([0x7B, 0xFF, 0x7D]) }, ProtocolError], // not UTF-8
+        [{ channelPlaintext: new TextEncoder().encode('[1]') }, ProtocolError], // not an envelope
         [{ perMessageAnswer: true }, ProtocolError], // signed by the session key, but not in the channel
         // Armored instead of base64 in JSON (not base64), or instead of binary (not a packet).
         [{ armoredChannel: true }, (e) => e instanceof ProtocolError || (e instanceof DecryptError && e.reason === 'malformed')],

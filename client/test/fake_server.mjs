@@ -87,7 +87,8 @@ export class FakeServer {
     if (this.tamper.plaintext) return json(status, body);
     if (this.tamper.perMessageAnswer) return this.answer(env, status, body, this.sessionKey);
     const sealed = await openpgp.encrypt({
-      message: await openpgp.createMessage({ binary: new TextEncoder().encode(JSON.stringify(resp)) }),
+      message: await openpgp.createMessage({
+        binary: this.tamper.channelPlaintext ?? new TextEncoder().encode(JSON.stringify(resp)) }),
       sessionKey: channelKey(this.tamper.responseKey === 'c2s' ? channel.c2s : channel.s2c), format: 'binary',
     });
     const h = { 'X-PGP-Encrypted': '1', ...(this.tamper.noChannelHeader ? {} : { 'X-PGP-Channel': '1' }) };
