@@ -48,6 +48,11 @@ export interface ConnectOptions {
   /** 'auto' (default): streaming endpoints and attachments through /_pgp/tunnel;
    *  'always': every request, so paths stay off the wire too; 'never'. */
   tunnel?: 'auto' | 'always' | 'never';
+  /** 'auto' (default): channel mode (requests and answers sealed with AES-256-GCM under two
+   *  per-session keys held only in memory) when GET /_pgp lists "channel" and the session
+   *  carries channel keys, per-message mode otherwise; 'session': always per-message
+   *  (encrypted to the session key and signed by ours); 'channel': refuse without it. */
+  mode?: 'auto' | 'channel' | 'session';
   fetch?: typeof fetch;
   /** Default 'include', so the AuthSession cookie is sent. */
   credentials?: RequestCredentials;
@@ -58,7 +63,10 @@ export interface ConnectOptions {
 }
 
 export interface Exchange {
-  wire: { method: string; url: string; status: number; headers: Headers; request: string; response: string };
+  /** In channel mode `request` is the binary message as base64, and `response` the body as
+   *  received (`{"pgp": "<base64>"}`, or base64 of a raw binary answer). */
+  wire: { method: string; url: string; status: number; headers: Headers; mode: SessionMode;
+    request: string; response: string };
   request: RequestEnvelope;
   response: ResponseEnvelope;
 }
@@ -80,13 +88,17 @@ export interface RequestInit {
 
 export function connect(url: string | URL, opts: ConnectOptions): Promise<Connection>;
 
+/** How this session's requests travel: sealed in the channel, or per message. */
+export type SessionMode = 'channel' | 'session';
+export interface SessionInfo { user: string; expires: number; fingerprint: string; mode: SessionMode }
+
 export class Connection {
   readonly identityFingerprint: string;
   readonly security: Security;
-  readonly session: { user: string; expires: number; fingerprint: string } | undefined;
+  readonly session: SessionInfo | undefined;
   pin(): Promise<string>;
   login(name: string, password: string): Promise<{ name: string; roles: string[] }>;
-  startSession(): Promise<{ user: string; expires: number; fingerprint: string }>;
+  startSession(): Promise<SessionInfo>;
   request(path: string, init?: RequestInit): Promise<PGPResponse>;
   putDoc(db: string, doc: CouchDoc, opts?: { signWith?: Security }): Promise<{ ok: true; id: string; rev: string }>;
   getDoc<T extends CouchDoc = CouchDoc>(db: string, id: string,
@@ -136,7 +148,11 @@ export class KeyStore {
 export class CouchPGPError extends Error { readonly code: string }
 export class PinMismatchError extends CouchPGPError { readonly code: 'pin_mismatch'; readonly expected: string; readonly actual: string }
 export class BadSignatureError extends CouchPGPError { readonly code: 'bad_signature' | 'unsigned' | 'unknown_signer' }
-export class DecryptError extends CouchPGPError { readonly code: 'decrypt_failed' }
+export class DecryptError extends CouchPGPError {
+  readonly code: 'decrypt_failed';
+  /** Set for a channel message: why it was refused. */
+  readonly reason?: 'malformed' | 'unsupported' | 'too_large' | 'tampered';
+}
 export class ProtocolError extends CouchPGPError { readonly code: 'protocol' }
 export class SessionExpiredError extends CouchPGPError { readonly code: 'session_expired' }
 export class NotLoggedInError extends CouchPGPError { readonly code: 'not_logged_in' }

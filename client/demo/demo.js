@@ -89,8 +89,12 @@ function addExchange(e) {
     const path = new URL(x.wire.url).pathname;
     wire.innerHTML = '<h4>On the wire</h4>';
     const pre = document.createElement('pre');
-    pre.textContent = `${x.wire.method} ${path}\nContent-Type: application/pgp-encrypted\n\n`
-      + `${excerpt(x.wire.request)}\n\n← ${x.wire.status}  X-PGP-Encrypted: 1\n${excerpt(x.wire.response, 5)}`;
+    // Channel mode sends binary; the wire panel shows it as base64.
+    const channel = x.wire.mode === 'channel' ? 'X-PGP-Channel: 1\n' : '';
+    const shown = (t) => (channel ? t.replace(/(.{64})/g, '$1\n') : t);
+    pre.textContent = `${x.wire.method} ${path}\nContent-Type: application/pgp-encrypted\n${channel}\n`
+      + `${excerpt(shown(x.wire.request))}\n\n← ${x.wire.status}  X-PGP-Encrypted: 1 ${channel}\n`
+      + `${excerpt(shown(x.wire.response), 5)}`;
     wire.append(pre);
     const app = document.createElement('div');
     app.className = 'app';

@@ -15,6 +15,24 @@ export function fromBase64(b64) {
   return out;
 }
 
+/** Standard base64 (RFC 4648 §4) with padding and nothing else. atob alone also takes ASCII
+ *  whitespace and missing padding (but refuses any other character, and '=' before the end):
+ *  the length checks refuse those. (A regular expression over the whole text would cost more
+ *  than opening a 64 KiB channel message.) */
+export function fromBase64Strict(b64) {
+  if (typeof b64 !== 'string' || b64.length % 4 !== 0) throw new TypeError('not standard base64');
+  const padding = b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0;
+  let out;
+  try {
+    out = fromBase64(b64);
+  } catch {
+    throw new TypeError('not standard base64');
+  }
+  // Every stripped whitespace character shortens the output below what the length implies.
+  if (out.length !== (b64.length / 4) * 3 - padding) throw new TypeError('not standard base64');
+  return out;
+}
+
 export function toBytes(data) {
   if (typeof data === 'string') return new TextEncoder().encode(data);
   if (data instanceof Uint8Array) return data;

@@ -2,7 +2,13 @@
 // with encrypted credentials, then send requests whose bodies are encrypted to the session
 // key and signed by ours, and read responses only after decrypting them and checking the
 // session key's signature, the nonce and the status (README "HTTP protocol").
-import { canonicalJSON } from './canonical.js';
+//
+// Channel mode (the default when the server offers it): the session description carries two
+// 32-byte keys, sealed to our key and signed by the session key; requests are then sealed
+// under c2s and answers opened under s2c (src/channel.js) instead of public-key encrypted and
+// signed per message. The envelopes and every check on them are the same in both modes.
+import { canonicalJSON, canonicalizeText } from './canonical.js';
+import { importChannelKey, openData, sealData } from './channel.js';
 import {
   CouchPGPError, LoginFailedError, NotLoggedInError, PinMismatchError, ProtocolError,
   RequestRefusedError, SessionExpiredError,
@@ -12,9 +18,10 @@ import {
   verifyDetached,
 } from './pgp.js';
 import { Security, privateKeyOf, verifySignedDoc } from './security.js';
-import { fromBase64, randomBase64, toBase64, toBytes } from './bytes.js';
+import { fromBase64, fromBase64Strict, randomBase64, toBase64, toBytes } from './bytes.js';
 
 const PGP_TYPE = 'application/pgp-encrypted';
+const MODES = ['auto', 'channel', 'session'];
 /** Sessions are renewed this many seconds before they expire. */
 const RENEW_MARGIN = 10;
 
@@ -50,6 +57,10 @@ export function needsTunnel(pathname) {
  * @param {'auto'|'always'|'never'} [opts.tunnel]  'auto' (default): streaming endpoints and
  *   attachments go through /_pgp/tunnel; 'always': every request does, so that not even
  *   paths are on the wire
+ * @param {'auto'|'channel'|'session'} [opts.mode]  'auto' (default): channel mode when the
+ *   server lists it and the session carries channel keys, per-message mode otherwise;
+ *   'session': always per-message (public-key encrypted and signed); 'channel': refuse a
+ *   server or session without it
  * @param {typeof fetch} [opts.fetch]
  * @param {RequestCredentials} [opts.credentials]  default 'include' (the AuthSession cookie)
  * @param {Record<string,string>} [opts.headers]  sent on every request (e.g. Authorization)
@@ -67,13 +78,15 @@ export async function connect(url, opts = {}) {
 }
 
 export class Connection {
-  #base; #fetch; #opts; #identity; #security; #session; #renewing;
+  #base; #fetch; #opts; #identity; #security; #session; #renewing; #modes = [];
 
   constructor(base, opts) {
     this.#base = base.href.replace(/\/+$/, '');
     this.#fetch = opts.fetch || globalThis.fetch.bind(globalThis);
     this.#opts = { tunnel: 'auto', credentials: 'include', headers: {}, ...opts };
+    this.#opts = { mode: 'auto', ...this.#opts };
     if (!['auto', 'always', 'never'].includes(this.#opts.tunnel)) throw new TypeError('tunnel: auto, always or never');
+    if (!MODES.includes(this.#opts.mode)) throw new TypeError('mode: auto, channel or session');
     this.#security = opts.security || new Security();
     /** The pinned server identity fingerprint. */
     this.identityFingerprint = undefined;
@@ -82,10 +95,11 @@ export class Connection {
   /** Our Security (its key signs our requests and is the one responses are encrypted to). */
   get security() { return this.#security; }
 
-  /** The logged-in user and session expiry (unix seconds), or undefined. */
+  /** The logged-in user, session expiry (unix seconds), session key fingerprint and the mode
+   *  requests travel in ('channel' or 'session'), or undefined. */
   get session() {
     return this.#session && { user: this.#session.user, expires: this.#session.expires,
-      fingerprint: this.#session.fingerprint };
+      fingerprint: this.#session.fingerprint, mode: this.#session.channel ? 'channel' : 'session' };
   }
 
   /** Fetches the server identity and checks it against the pin. Called by connect(). */
@@ -109,6 +123,11 @@ export class Connection {
     } else if (normalizeFingerprint(pin) !== actual) {
       throw new PinMismatchError(normalizeFingerprint(pin), actual);
     }
+    const modes = Array.isArray(body.modes) ? body.modes : [];
+    if (this.#opts.mode === 'channel' && !modes.includes('channel')) {
+      throw new ProtocolError('the server does not offer channel mode (GET /_pgp modes)');
+    }
+    this.#modes = modes;
     this.#identity = identity;
     this.identityFingerprint = actual;
     return actual;
@@ -124,8 +143,8 @@ export class Connection {
     const env = envelope('POST', this.#path('/_session'), '', 'application/json',
       JSON.stringify({ name, password }));
     env.client_cert = await this.#security.getPublicKey();
-    const { env: resp } = await this.#exchange(`${this.#base}/_session`, env,
-      [this.#identity], this.#identity, key, {}, { ...env, body: JSON.stringify({ name, password: '(hidden)' }) });
+    const { env: resp } = await this.#exchange(`${this.#base}/_session`, env, { cert: this.#identity }, key,
+      {}, { ...env, body: JSON.stringify({ name, password: '(hidden)' }) });
     const body = parseJSON(resp.body);
     if (resp.status === 401) throw new LoginFailedError(body.reason || 'unauthorized');
     refuseErrors(resp.status, body);
@@ -169,13 +188,14 @@ export class Connection {
       (this.#opts.tunnel === 'auto' && (needsTunnel(pathname) || bytes !== undefined ||
         /^multipart\//i.test(contentType))));
     await this.#ensureSession();
-    const { token, cert } = this.#session;
+    // This request's session, kept even if a renewal replaces it while the request runs.
+    const session = this.#session;
     const key = await privateKeyOf(this.#security);
-    const headers = { 'X-PGP-Session': token };
+    const headers = { 'X-PGP-Session': session.token };
     if (!useTunnel) {
       if (bytes !== undefined) throw new TypeError('binary bodies go through the tunnel (tunnel: true)');
       const env = envelope(method, pathname, query, contentType, text);
-      const { env: resp, wire } = await this.#exchange(u.href, env, [cert], cert, key,
+      const { env: resp, wire } = await this.#exchange(u.href, env, session, key,
         { ...init.headers, ...headers });
       refuseErrors(resp.status, parseJSONMaybe(resp.body, resp.content_type));
       return new PGPResponse(resp.status, wire.headers, resp.content_type, toBytes(resp.body), false);
@@ -187,7 +207,7 @@ export class Connection {
     };
     const tunnelPath = this.#path('/_pgp/tunnel');
     const env = envelope('POST', tunnelPath, '', 'application/json', JSON.stringify(inner));
-    const { env: resp } = await this.#exchange(`${this.#base}/_pgp/tunnel`, env, [cert], cert, key, headers);
+    const { env: resp } = await this.#exchange(`${this.#base}/_pgp/tunnel`, env, session, key, headers);
     const body = parseJSON(resp.body);
     refuseErrors(resp.status, body);
     if (resp.status !== 200 || typeof body.status !== 'number') {
@@ -266,28 +286,58 @@ export class Connection {
   /** The path as the server sees it on the request line (base path included). */
   #path(p) { return new URL(this.#base + p).pathname; }
 
-  /** Seals `env`, sends it, and opens the answer (checked signer, nonce and status).
-   *  onExchange sees `shown` (the envelope, with a login's password hidden). */
-  async #exchange(url, env, to, signer, key, headers, shown = env) {
-    const message = await encryptSigned(JSON.stringify(env), to, key);
+  /** Seals `env` for `peer` (a session: its channel if it has one, else its certificate; or
+   *  {cert: identity} for a login), sends it, and opens the answer (checked signer or channel
+   *  key, nonce and status). onExchange sees `shown` (the envelope, a login's password hidden). */
+  async #exchange(url, env, peer, key, headers, shown = env) {
+    const { channel } = peer;
+    const message = channel
+      ? await sealData(channel.c2s, new TextEncoder().encode(JSON.stringify(env)))
+      : await encryptSigned(JSON.stringify(env), [peer.cert], key);
     const outer = { ...headers };
-    for (const k of Object.keys(outer)) if (/^content-type$/i.test(k)) delete outer[k];
+    for (const k of Object.keys(outer)) if (/^(content-type|x-pgp-channel)$/i.test(k)) delete outer[k];
+    if (channel) outer['X-PGP-Channel'] = '1';
     const r = await this.#fetch(url, {
       method: 'POST', credentials: this.#opts.credentials, body: message,
       headers: { ...this.#opts.headers, ...outer, 'Content-Type': PGP_TYPE, Accept: 'application/json' },
     });
-    const wireText = await r.text();
+    const wireBytes = new Uint8Array(await r.arrayBuffer());
+    const wireText = new TextDecoder().decode(wireBytes);
+    const contentType = r.headers.get('content-type') || '';
+    const raw = contentType.toLowerCase().startsWith(PGP_TYPE);
     if (r.headers.get('x-pgp-encrypted') !== '1') {
       // Never data: a plaintext answer is at most the reason the server could not encrypt
       // (it did not know our session yet).
-      throw plaintextRefusal(r.status, parseJSONMaybe(wireText, r.headers.get('content-type') || ''));
+      throw plaintextRefusal(r.status, parseJSONMaybe(wireText, contentType));
     }
-    const armored = (r.headers.get('content-type') || '').startsWith(PGP_TYPE)
-      ? wireText : parseJSON(wireText).pgp;
-    if (typeof armored !== 'string') throw new ProtocolError('the encrypted response has no message');
-    const opened = await decryptVerified(armored, key, [signer]);
-    const resp = parseJSON(opened.text);
-    if (resp.v !== 1 || typeof resp.body !== 'string') throw new ProtocolError('not a response envelope');
+    let plaintext;
+    if (channel) {
+      // Sealed under s2c, the server's direction, and nothing else: not armored, not per
+      // message, never tried under c2s.
+      if (r.headers.get('x-pgp-channel') !== '1') {
+        throw new ProtocolError('the answer to a channel request is not a channel message');
+      }
+      let sealed = wireBytes;
+      if (!raw) {
+        try {
+          sealed = fromBase64Strict(parseJSON(wireText).pgp);
+        } catch (e) {
+          throw e instanceof ProtocolError ? e : new ProtocolError('the channel answer has no base64 message');
+        }
+      }
+      const opened = await openData(channel.s2c, sealed);
+      try {
+        plaintext = new TextDecoder('utf-8', { fatal: true }).decode(opened);
+      } catch {
+        throw new ProtocolError('the channel answer is not UTF-8 text');
+      }
+    } else {
+      const armored = raw ? wireText : parseJSON(wireText).pgp;
+      if (typeof armored !== 'string') throw new ProtocolError('the encrypted response has no message');
+      plaintext = (await decryptVerified(armored, key, [peer.cert])).text;
+    }
+    const resp = parseJSON(plaintext);
+    if (!resp || resp.v !== 1 || typeof resp.body !== 'string') throw new ProtocolError('not a response envelope');
     if (resp.status !== r.status) throw new ProtocolError('the response envelope status differs from the HTTP status');
     if (resp.nonce !== env.nonce) {
       // A refusal made before the server read the body (a streaming endpoint sent in place)
@@ -298,9 +348,12 @@ export class Connection {
       }
       throw new ProtocolError('the response answers another request (nonce)');
     }
-    const wire = { method: 'POST', url, status: r.status, headers: r.headers, request: message, response: wireText };
-    this.#opts.onExchange?.({ wire, request: shown, response: resp });
-    return { env: resp, wire };
+    if (this.#opts.onExchange) {
+      const wire = { method: 'POST', url, status: r.status, headers: r.headers, mode: channel ? 'channel' : 'session',
+        request: channel ? toBase64(message) : message, response: channel && raw ? toBase64(wireBytes) : wireText };
+      this.#opts.onExchange({ wire, request: shown, response: resp });
+    }
+    return { env: resp, wire: { headers: r.headers } };
   }
 
   /** Checks a session description against the pinned identity and our key, then keeps it. */
@@ -320,8 +373,57 @@ export class Connection {
       [Number.isInteger(st.expires) && st.expires * 1000 > Date.now(), 'session already expired'],
     ];
     for (const [ok, why] of checks) if (!ok) throw new ProtocolError(why);
+    const channel = await this.#openChannel(desc.channel, cert, st);
     this.#session = { token: desc.token, cert, user: st.user, expires: st.expires,
-      fingerprint: st.session_fingerprint };
+      fingerprint: st.session_fingerprint, channel };
+  }
+
+  /**
+   * The session's channel keys, when this connection uses channel mode: `sealed` must be a
+   * message to our key signed by the session key (the one the identity vouched for), naming
+   * our key and the session key. The keys become non-extractable WebCrypto keys; the bytes
+   * are zeroed (the decrypted JSON text itself cannot be, and is dropped).
+   * @returns {Promise<{c2s: CryptoKey, s2c: CryptoKey} | undefined>}
+   */
+  async #openChannel(sealed, cert, statement) {
+    const { mode } = this.#opts;
+    if (mode === 'session' || !this.#modes.includes('channel')) return undefined;
+    if (sealed === undefined && mode === 'auto') return undefined;
+    if (typeof sealed !== 'string') throw new ProtocolError('the session carries no channel keys');
+    let text;
+    try {
+      text = (await decryptVerified(sealed, await privateKeyOf(this.#security), [cert])).text;
+    } catch (e) {
+      throw new ProtocolError(`the channel keys are not sealed to us by the session key (${e.message})`);
+    }
+    let ch;
+    try {
+      ch = JSON.parse(canonicalizeText(text)); // canonicalizeText refuses duplicate members
+    } catch {
+      throw new ProtocolError('the channel description is not JSON');
+    }
+    if (!ch || typeof ch !== 'object' || Array.isArray(ch)) throw new ProtocolError('the channel description is not an object');
+    const checks = [
+      [ch.v === 1, 'channel description version'],
+      [ch.client_fingerprint === await this.#security.fingerprint(), 'the channel is for another client key'],
+      [ch.session_fingerprint === fingerprintOf(cert) && ch.session_fingerprint === statement.session_fingerprint,
+        'the channel names another session key'],
+      [typeof ch.c2s === 'string' && typeof ch.s2c === 'string' && ch.c2s !== ch.s2c, 'channel keys'],
+    ];
+    for (const [ok, why] of checks) if (!ok) throw new ProtocolError(why);
+    const keys = {};
+    for (const dir of ['c2s', 's2c']) {
+      let bytes;
+      try {
+        bytes = fromBase64Strict(ch[dir]);
+      } catch {
+        throw new ProtocolError(`channel key ${dir} is not base64`);
+      }
+      if (bytes.length !== 32) throw new ProtocolError(`channel key ${dir} is not 32 bytes`);
+      keys[dir] = await importChannelKey(bytes);
+      bytes.fill(0);
+    }
+    return Object.freeze(keys);
   }
 
   async #ensureSession() {

@@ -25,9 +25,10 @@ export class BadSignatureError extends CouchPGPError {
   constructor(message, details) { super('bad_signature', message, details); }
 }
 
-/** A message could not be decrypted (not for our key, tampered, not OpenPGP). */
+/** A message could not be decrypted (not for our key, tampered, not OpenPGP). For a channel
+ *  message, `reason` says why: malformed, unsupported, too_large or tampered. */
 export class DecryptError extends CouchPGPError {
-  constructor(message) { super('decrypt_failed', message); }
+  constructor(message, details) { super('decrypt_failed', message, details); }
 }
 
 /** The server broke the protocol: a plaintext answer to an encrypted request, a response

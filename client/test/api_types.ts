@@ -6,8 +6,11 @@ import {
 } from '../index.js';
 
 export async function example(pin: string): Promise<string[]> {
-  const couch: Connection = await connect('https://ehr.example', { pin, tunnel: 'auto' });
+  const couch: Connection = await connect('https://ehr.example', { pin, tunnel: 'auto', mode: 'auto',
+    onExchange: (x) => { if (x.wire.mode === 'channel') console.log(x.wire.request.length); } });
   await couch.login('alice', 'secret');
+  const mode: 'channel' | 'session' | undefined = couch.session?.mode;
+  await connect('https://ehr.example', { pin, mode: 'session' });
   const signer = await new Security({ userID: 'Dr Alice', lifetime: 0 }).ready;
   await couch.registerCertificate(signer);
   const saved = await couch.putDoc('patients', { _id: 'p1', name: 'X' }, { signWith: signer });
@@ -26,5 +29,5 @@ export async function example(pin: string): Promise<string[]> {
     if (e instanceof PinMismatchError) return [e.expected, e.actual];
     if (e instanceof CouchError) return [String(e.status)];
   }
-  return [doc.name, msg, canonicalJSON(changes), ...(signers ?? []), ...fprs, signed.pgp_signatures[0].signer];
+  return [doc.name, msg, String(mode), canonicalJSON(changes), ...(signers ?? []), ...fprs, signed.pgp_signatures[0].signer];
 }

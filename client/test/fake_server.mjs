@@ -2,6 +2,9 @@
 // as a `fetch` function: it lets the node tests drive the client through the protocol's
 // failure cases (a substituted session key, a wrong nonce, a plaintext answer ...) that a
 // well-behaved server never produces. The real server is tested in test/integration.
+//
+// Channel mode is spoken with OpenPGP.js too (session keys given directly, no recipients), so
+// every channel exchange in the connection tests is also an interop check of src/channel.js.
 import * as openpgp from 'openpgp';
 
 const gen = async (name) => (await openpgp.generateKey({
@@ -9,6 +12,8 @@ const gen = async (name) => (await openpgp.generateKey({
 })).privateKey;
 
 const fpr = (k) => k.getFingerprint().toUpperCase();
+const b64 = (bytes) => Buffer.from(bytes).toString('base64');
+const channelKey = (data) => ({ data, algorithm: 'aes256', aeadAlgorithm: 'gcm' });
 
 export class FakeServer {
   /** `tamper`: hooks that corrupt what the server sends, by name (see below). */
@@ -17,6 +22,9 @@ export class FakeServer {
   sessionsIssued = 0;
   password = 'pw';
   lifetime = 600;
+  /** GET /_pgp lists "channel" and session descriptions carry channel keys. */
+  offerChannel = true;
+  channels = new Map(); // token -> {c2s, s2c} (raw bytes)
 
   static async create() {
     const s = new FakeServer();
@@ -33,7 +41,8 @@ export class FakeServer {
     const headers = new Headers(init.headers);
     if (u.pathname === '/_pgp') {
       const cert = (this.tamper.identityCert || this.identity).toPublic().armor();
-      return json(200, { couch_pgp: '0.1.0', fingerprint: this.fingerprint, cert, encryption: ['seipdv1'], modes: ['session'] });
+      return json(200, { couch_pgp: '0.1.0', fingerprint: this.fingerprint, cert, encryption: ['seipdv1'],
+        modes: this.offerChannel ? ['session', 'channel'] : ['session'] });
     }
     if (u.pathname === '/_pgp/session' && init.method === 'POST') {
       if (!this.loggedIn) return json(401, { error: 'unauthorized', reason: 'couch_pgp: log in first.' });
@@ -42,6 +51,7 @@ export class FakeServer {
       return json(201, await this.describe());
     }
     if (headers.get('content-type') !== 'application/pgp-encrypted') return json(400, { error: 'bad_request' });
+    if (headers.get('x-pgp-channel') === '1') return this.channelRequest(u, init, headers);
     const login = u.pathname === '/_session' && !headers.get('x-pgp-session');
     const key = login ? this.identity : this.sessionKey;
     const msg = await openpgp.readMessage({ armoredMessage: init.body });
@@ -60,6 +70,41 @@ export class FakeServer {
     const [status, body] = await this.route(env, login);
     return this.answer(env, status, body, key);
   };
+
+  async channelRequest(u, init, headers) {
+    const channel = this.channels.get(headers.get('x-pgp-session'));
+    if (!channel || headers.get('x-pgp-session') !== this.token) {
+      return json(401, { error: 'pgp_session_expired', reason: 'couch_pgp: the session has expired; start a new one.' });
+    }
+    if (!(init.body instanceof Uint8Array)) throw new Error('fake server: a channel body is binary');
+    const { data } = await openpgp.decrypt({
+      message: await openpgp.readMessage({ binaryMessage: init.body }), sessionKeys: channelKey(channel.c2s), format: 'binary',
+    });
+    const env = JSON.parse(new TextDecoder().decode(data));
+    this.requests.push({ env, outerMethod: init.method, url: u, headers, channel: true, body: init.body });
+    const [status, body] = await this.route(env, false);
+    const resp = this.responseEnvelope(env, status, body);
+    if (this.tamper.plaintext) return json(status, body);
+    if (this.tamper.perMessageAnswer) return this.answer(env, status, body, this.sessionKey);
+    const sealed = await openpgp.encrypt({
+      message: await openpgp.createMessage({
+        binary: this.tamper.channelPlaintext ?? new TextEncoder().encode(JSON.stringify(resp)) }),
+      sessionKey: channelKey(this.tamper.responseKey === 'c2s' ? channel.c2s : channel.s2c), format: 'binary',
+    });
+    const h = { 'X-PGP-Encrypted': '1', ...(this.tamper.noChannelHeader ? {} : { 'X-PGP-Channel': '1' }) };
+    const armored = this.tamper.armoredChannel && openpgp.armor(openpgp.enums.armor.message, sealed);
+    if (env.path === '/raw') {
+      return new Response(armored || sealed, { status, headers: { 'Content-Type': 'application/pgp-encrypted', ...h } });
+    }
+    if (armored) return json(status, { pgp: armored }, h);
+    return json(status, { pgp: b64(sealed) }, h);
+  }
+
+  responseEnvelope(env, status, body) {
+    return { v: 1, status: this.tamper.envelopeStatus || status, nonce: this.tamper.nonce ?? env.nonce,
+      content_type: env.path === '/raw' ? 'text/plain' : 'application/json',
+      body: env.path === '/raw' ? 'raw answer' : JSON.stringify(body) };
+  }
 
   async route(env, login) {
     if (login) {
@@ -93,18 +138,39 @@ export class FakeServer {
       message: await openpgp.createMessage({ binary: new TextEncoder().encode(statement) }),
       signingKeys: this.tamper.statementSigner || this.identity, detached: true,
     });
-    return { ok: true, token: this.token, user: 'alice', session_cert: sessionCert.toPublic().armor(),
+    const desc = { ok: true, token: this.token, user: 'alice', session_cert: sessionCert.toPublic().armor(),
       statement, statement_signature };
+    if (this.offerChannel && !this.tamper.noChannel) desc.channel = await this.sealChannel();
+    return desc;
+  }
+
+  /** Fresh c2s/s2c keys for this session, sealed to the client and signed by the session key
+   *  (`tamper.channel*` corrupt one part each). */
+  async sealChannel() {
+    const t = this.tamper;
+    const c2s = crypto.getRandomValues(new Uint8Array(32));
+    const s2c = t.channelSameKeys ? c2s : crypto.getRandomValues(new Uint8Array(32));
+    this.channels.set(this.token, { c2s, s2c });
+    const text = t.channelText ?? JSON.stringify({
+      c2s: b64(c2s), client_fingerprint: t.channelClientFingerprint || fpr(this.client), s2c: b64(s2c),
+      session_fingerprint: t.channelSessionFingerprint || fpr(this.sessionKey), v: t.channelV ?? 1,
+    });
+    return openpgp.encrypt({
+      message: await openpgp.createMessage({ text }),
+      encryptionKeys: t.channelTo || this.client, signingKeys: t.channelSigner === null ? [] : (t.channelSigner || this.sessionKey),
+    });
   }
 
   async answer(env, status, body, key) {
-    const resp = { v: 1, status: this.tamper.envelopeStatus || status,
-      nonce: this.tamper.nonce ?? env.nonce, content_type: 'application/json', body: JSON.stringify(body) };
+    const resp = this.responseEnvelope(env, status, body);
     if (this.tamper.plaintext) return json(status, body);
     const armored = await openpgp.encrypt({
       message: await openpgp.createMessage({ text: JSON.stringify(resp) }),
       encryptionKeys: this.client, signingKeys: this.tamper.responseSigner || key,
     });
+    if (env.path === '/raw') {
+      return new Response(armored, { status, headers: { 'Content-Type': 'application/pgp-encrypted', 'X-PGP-Encrypted': '1' } });
+    }
     return json(status, { pgp: armored }, { 'X-PGP-Encrypted': '1' });
   }
 }
