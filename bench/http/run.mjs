@@ -46,7 +46,11 @@ import { fileURLToPath } from 'node:url';
 // is imported, so set before the import.
 process.env.COUCH_PGP_IT_TIMEOUT_MS ||= String(12 * 60 * 1000);
 const { CouchDB, couchdbSkip } = await import('../../test/integration/couchdb.mjs');
-const { Client, envelope, seal, open, newKey } = await import('../../test/integration/pgp_client.mjs');
+const { Client, envelope, seal, open, newKey, channelSeal, channelOpen } = await import('../../test/integration/pgp_client.mjs');
+// PGP_MODE=channel (default: the session channel, what the browser client uses) or session
+// (the per-message signed mode).
+const MODE = process.env.PGP_MODE || 'channel';
+if (!['channel', 'session'].includes(MODE)) throw new Error(`PGP_MODE must be channel or session, not ${MODE}`);
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const QUICK = process.env.QUICK === '1';
@@ -334,11 +338,14 @@ async function bench(db, tStart) {
             } else {
               const env = envelope(op, p, '', body);
               const t0 = performance.now();
-              const msg = await seal(env, client.sessionCert, client.key.privateKey);
+              const msg = MODE === 'channel'
+                ? await channelSeal(JSON.stringify(env), client.channel.c2s)
+                : await seal(env, client.sessionCert, client.key.privateKey);
               (op === 'PUT' ? cc(size).sealPut : cc(size).sealGet).push(performance.now() - t0);
               if (op === 'GET') meth = 'POST';
               reqs[i] = { method: meth, path: p, body: Buffer.from(msg),
-                headers: { Cookie: cookie, Accept: 'application/json', 'Content-Type': 'application/pgp-encrypted', 'X-PGP-Session': client.token } };
+                headers: { Cookie: cookie, Accept: 'application/json', 'Content-Type': 'application/pgp-encrypted', 'X-PGP-Session': client.token,
+                  ...(MODE === 'channel' ? { 'X-PGP-Channel': '1' } : {}) } };
               expect[i].nonce = env.nonce;
             }
           }
@@ -397,7 +404,10 @@ async function bench(db, tStart) {
             let inner;
             if (enc) {
               const t0 = performance.now();
-              const resp = await open(JSON.parse(r.body.toString()).pgp, client.key.privateKey, client.sessionCert);
+              const wire = JSON.parse(r.body.toString()).pgp;
+              const resp = MODE === 'channel'
+                ? JSON.parse(await channelOpen(Buffer.from(wire, 'base64'), client.channel.s2c))
+                : await open(wire, client.key.privateKey, client.sessionCert);
               (op === 'PUT' ? cc(size).openPut : cc(size).openGet).push(performance.now() - t0);
               if (resp.v !== 1 || resp.status !== r.status) throw new Error(`response envelope status ${resp.status} != ${r.status}`);
               if (resp.nonce !== e.nonce) throw new Error('response nonce is not the request\'s');
@@ -444,9 +454,23 @@ async function bench(db, tStart) {
 
   // The plugin's OpenPGP work alone, in the same node, one caller: decrypt+verify of a request
   // envelope and encrypt+sign of a response envelope of about the sizes the cells used.
-  log('timing couch_pgp:decrypt/3 and encrypt/3 in the node');
+  log(`timing the node's own ${MODE === 'channel' ? 'couch_pgp_channel:open_request/3 and seal_response/6' : 'couch_pgp:decrypt/3 and encrypt/3'}`);
   const iters = QUICK ? 4 : 20; // x 5 rounds, the fastest round
-  const cryptoOut = await db.rpc(`begin
+  const cryptoOut = await db.rpc(MODE === 'channel' ? `begin
+    {ok, K, _} = couch_pgp_channel:new(),
+    T = fun(F, N) -> F(),
+            Rs = [begin T0 = erlang:monotonic_time(nanosecond),
+                        lists:foreach(fun(_) -> F() end, lists:seq(1, N)),
+                        (erlang:monotonic_time(nanosecond) - T0) div N end || _ <- [1, 2, 3, 4, 5]],
+            lists:min(Rs) end,
+    [begin
+       P = binary:copy(<<"a">>, Sz),
+       Env = <<"{\\"v\\":1,\\"method\\":\\"PUT\\",\\"path\\":\\"/db/d\\",\\"query\\":\\"\\",\\"ts\\":1,\\"nonce\\":\\"AAAAAAAAAAAAAAAAAAAAAA==\\",\\"content_type\\":\\"application/json\\",\\"body\\":\\"", P/binary, "\\"}">>,
+       {ok, M} = couch_pgp_channel:seal(K, client_to_server, Env),
+       {Sz, T(fun() -> {ok, _} = couch_pgp_channel:open_request(K, M, 1 bsl 30) end, ${iters} * 20),
+            T(fun() -> {ok, _} = couch_pgp_channel:seal_response(K, 200, <<"n">>, <<"application/json">>, P, base64) end, ${iters} * 20)}
+     end || Sz <- [${ENVELOPE_SIZES.join(', ')}]]
+  end.` : `begin
     {ok, S} = couch_pgp:generate_key(#{}), {ok, C} = couch_pgp:generate_key(#{}),
     SC = couch_pgp:public_cert(S), CC = couch_pgp:public_cert(C),
     T = fun(F, N) -> F(),
@@ -491,7 +515,7 @@ function report(x) {
     return req && resp ? req.dec + resp.enc : NaN;
   };
   const out = [];
-  out.push(`couch_pgp HTTP benchmark${QUICK ? ' (QUICK=1: a tenth of the requests, rough numbers)' : ''}`);
+  out.push(`couch_pgp HTTP benchmark, mode ${MODE}${QUICK ? " (QUICK=1: a tenth of the requests, rough numbers)" : ""}`);
   out.push(`date:      ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`);
   out.push(`machine:   ${os.availableParallelism ? os.availableParallelism() : cpu.length} CPUs (nproc), ${cpu[0]?.model || '?'}, `
     + `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, load average ${LOAD_AT_START.map((l) => l.toFixed(2)).join(' ')} at start, `

@@ -143,12 +143,23 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
 
     // What the wire carried for it: only POSTs of OpenPGP messages.
     await settle();
-    const writes = traffic.filter((t) => t.requestBody.includes('BEGIN PGP MESSAGE'));
+    const writes = traffic.filter((t) => t.requestHeaders['content-type'] === 'application/pgp-encrypted');
     assert.ok(writes.length >= 5, `login, certs, put, get, all_docs: ${writes.length}`);
     assert.ok(writes.some((t) => new URL(t.url).pathname === '/_pgp/tunnel'), '_all_docs went through the tunnel');
     for (const t of writes) {
-      assert.equal(t.method, 'POST');
+      assert.ok(['POST', 'PUT'].includes(t.method), `${t.method} ${t.url}`);
       assert.equal(t.responseHeaders['x-pgp-encrypted'], '1', t.url);
+    }
+    // The login is public-key encrypted to the identity (armored); everything after it goes
+    // through the session channel by default: binary messages, answered in the channel.
+    const login = writes.filter((t) => new URL(t.url).pathname === '/_session');
+    assert.equal(login.length, 1);
+    assert.match(login[0].requestBody, /^-----BEGIN PGP MESSAGE-----/);
+    const channel = writes.filter((t) => t.requestHeaders['x-pgp-channel'] === '1');
+    assert.equal(channel.length, writes.length - 1, 'every request after the login in the channel');
+    for (const t of channel) {
+      assert.equal(t.responseHeaders['x-pgp-channel'], '1', t.url);
+      assert.doesNotMatch(t.requestBody, /BEGIN PGP/, 'binary on the wire');
     }
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
   });
