@@ -138,6 +138,24 @@ erlang([Work]) ->
         emit(Out, "verify_doc", "ceiling", DocBytes,
              measure(fun() -> true = crypto:verify(eddsa, none, Json, DocSig, [EdPub, ed25519]) end, P)),
 
+        log("session channel: seal / open, 1 KiB and 64 KiB, vs the same primitives in Erlang crypto", []),
+        {ok, Ch, <<C2S:32/binary, _/binary>>} = couch_pgp_channel:new(),
+        lists:foreach(
+            fun(N) ->
+                Data = binary:part(read(payload_file(Work, 1024 * 1024)), 0, N),
+                Tag = integer_to_list(N),
+                emit(Out, "channel_seal/" ++ Tag, "couch_pgp", N,
+                     measure(fun() -> {ok, _} = couch_pgp_channel:seal(Ch, client_to_server, Data) end, P)),
+                {ok, Sealed} = couch_pgp_channel:seal(Ch, client_to_server, Data),
+                {ok, Data} = couch_pgp_channel:open(Ch, client_to_server, Sealed, N),
+                emit(Out, "channel_open/" ++ Tag, "couch_pgp", N,
+                     measure(fun() -> {ok, _} = couch_pgp_channel:open(Ch, client_to_server, Sealed, N) end, P)),
+                emit(Out, "channel_seal/" ++ Tag, "ceiling", N, measure(ceiling_channel_seal(C2S, Data), P)),
+                emit(Out, "channel_open/" ++ Tag, "ceiling", N, measure(ceiling_channel_open(C2S, Data), P))
+            end,
+            [1024, 65536]
+        ),
+
         %% Inputs for the memory measurement, which runs in fresh VMs (see mem/1).
         {ok, Exported} = couch_pgp:export_secret(Key, ?PASS),
         ok = file:write_file(filename:join(Work, "mem_key.asc"), Exported),
@@ -269,6 +287,44 @@ ceiling_decverify(#{ed := {EdPub, EdPriv}, x := {_, XPriv}, peer := Peer, aes :=
     end.
 
 %% The special row's reference: raw AES-256-CFB decryption plus SHA-1 over the plaintext.
+%% The session channel's primitives, done by OTP crypto: a random salt, HKDF-SHA256 to the
+%% message key and IV, AES-256-GCM over the literal packet (8 bytes of header + data) as one
+%% chunk, and the final tag over nothing (RFC 9580 section 5.13.2). No packet framing.
+ceiling_channel_seal(Key, Data) ->
+    fun() ->
+        Salt = crypto:strong_rand_bytes(32),
+        {MK, IV, Info} = ceiling_hkdf(Key, Salt),
+        Plain = <<16#CB, 0:56, Data/binary>>,
+        {C, T} = crypto:crypto_one_time_aead(aes_256_gcm, MK, <<IV/binary, 0:64>>, Plain, Info, true),
+        {_, F} = crypto:crypto_one_time_aead(aes_256_gcm, MK, <<IV/binary, 1:64>>, <<>>,
+                                             <<Info/binary, (byte_size(Plain)):64>>, true),
+        [Salt, C, T, F]
+    end.
+
+ceiling_channel_open(Key, Data) ->
+    Salt = crypto:strong_rand_bytes(32),
+    {MK0, IV0, Info0} = ceiling_hkdf(Key, Salt),
+    Plain0 = <<16#CB, 0:56, Data/binary>>,
+    {C, T} = crypto:crypto_one_time_aead(aes_256_gcm, MK0, <<IV0/binary, 0:64>>, Plain0, Info0, true),
+    {_, F} = crypto:crypto_one_time_aead(aes_256_gcm, MK0, <<IV0/binary, 1:64>>, <<>>,
+                                         <<Info0/binary, (byte_size(Plain0)):64>>, true),
+    fun() ->
+        {MK, IV, Info} = ceiling_hkdf(Key, Salt),
+        Plain = crypto:crypto_one_time_aead(aes_256_gcm, MK, <<IV/binary, 0:64>>, C, Info, T, false),
+        true = is_binary(Plain),
+        <<>> = crypto:crypto_one_time_aead(aes_256_gcm, MK, <<IV/binary, 1:64>>, <<>>,
+                                           <<Info/binary, (byte_size(Plain)):64>>, F, false),
+        Plain
+    end.
+
+ceiling_hkdf(Key, Salt) ->
+    Info = <<16#D2, 2, 9, 3, 16>>,
+    PRK = crypto:mac(hmac, sha256, Salt, Key),
+    T1 = crypto:mac(hmac, sha256, PRK, <<Info/binary, 1>>),
+    T2 = crypto:mac(hmac, sha256, PRK, <<T1/binary, Info/binary, 2>>),
+    <<MK:32/binary, IV:4/binary, _/binary>> = <<T1/binary, T2/binary>>,
+    {MK, IV, Info}.
+
 ceiling_decrypt(#{aes := K, iv := IV}, Data) ->
     Cipher = crypto:crypto_one_time(aes_256_cfb128, K, IV, Data, true),
     fun() ->
@@ -628,7 +684,10 @@ report([Work]) ->
             {"decrypt+verify, binary", [{"decverify/bin/" ++ integer_to_list(N), size_name(N)} || N <- ?SIZES]},
             {"detached signature, binary", [{"sign/1024", "sign 1 KiB"}, {"verify/1024", "verify 1 KiB"}]},
             {"signed document (EHR record, " ++ doc_size(R) ++ ")",
-             [{"sign_doc", "sign_doc"}, {"verify_doc", "verify_doc"}, {"canonical_json", "canon. JSON"}]}
+             [{"sign_doc", "sign_doc"}, {"verify_doc", "verify_doc"}, {"canonical_json", "canon. JSON"}]},
+            {"session channel (SEIPDv2 AES-256-GCM under a session key; ceiling: HKDF + AES-256-GCM in OTP crypto)",
+             [{"channel_seal/1024", "seal 1 KiB"}, {"channel_open/1024", "open 1 KiB"},
+              {"channel_seal/65536", "seal 64 KiB"}, {"channel_open/65536", "open 64 KiB"}]}
         ],
         io:format("~s~n", [hdr()]),
         io:format("~s~n", [lists:duplicate(length(hdr()), $-)]),
@@ -686,6 +745,18 @@ section(Title, Rows, R, Names) ->
 
 target_rows(R, Names) ->
     io:format("~nTargets~n", []),
+    lists:foreach(
+        fun({Row, What, Goal}) ->
+            case {maps:get({Row, "couch_pgp"}, R, undefined), maps:get({Row, "ceiling"}, R, undefined)} of
+                {{Cp, _}, {Ce, _}} ->
+                    X = Ce / Cp,
+                    io:format("  ~s: ~.2fx the same primitives in OTP crypto (target >= ~.1fx): ~s~n",
+                              [What, X, Goal, verdict(X >= Goal, io_lib:format("~.2fx", [abs(X - Goal)]))]);
+                _ ->
+                    io:format("  ~s: row missing~n", [What])
+            end
+        end,
+        [{"channel_seal/1024", "channel seal 1 KiB", 1.5}, {"channel_open/1024", "channel open 1 KiB", 1.0}]),
     Row = "decrypt/bin/16777216",
     case {maps:get({Row, "couch_pgp"}, R, undefined), maps:get({Row, "ceiling"}, R, undefined)} of
         {{Cp, B}, {Ce, _}} ->
