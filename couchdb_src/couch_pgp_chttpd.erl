@@ -17,7 +17,6 @@
 
 -export([before_request/1, before_response/4, handle_error/1]).
 
--define(CTX, couch_pgp_ctx).
 -define(CTYPE, "application/pgp-encrypted").
 -define(SESSION_HEADER, "X-PGP-Session").
 -define(CHANNEL_HEADER, "X-PGP-Channel").
@@ -26,7 +25,7 @@
 -spec before_request(#httpd{}) -> [#httpd{}].
 before_request(#httpd{mochi_req = M} = Req) ->
     %% The process serves several requests on a keep-alive connection.
-    erase(?CTX),
+    couch_pgp_context:clear(),
     case is_encrypted(M) of
         true ->
             %% Switched off, an encrypted request is refused unread: never processed, and
@@ -40,7 +39,7 @@ before_request(#httpd{mochi_req = M} = Req) ->
 
 -spec before_response(#httpd{}, integer(), list(), term()) -> [term()].
 before_response(Req, Code, Headers, Body) ->
-    case get(?CTX) of
+    case couch_pgp_context:get() of
         undefined -> [Req, Code, Headers, Body];
         Ctx -> encrypt_response(Ctx, Req, Code, Headers, Body)
     end.
@@ -81,7 +80,7 @@ exempt(_, _) -> false.
 decrypt_request(#httpd{mochi_req = M, method = Method, path_parts = Parts} = Req) ->
     Peer = peer(M, Method, Parts),
     %% From here on a reply key may be known, so even a refusal can be sent encrypted.
-    maps:get(client_cert, Peer) =/= undefined andalso put(?CTX, Peer#{nonce => <<>>}),
+    _ = maps:get(client_cert, Peer) =/= undefined andalso couch_pgp_context:set(Peer#{nonce => <<>>}),
     refuse_unsupported(Req),
     %% Before authentication nothing may cost more than the plaintext request would: the
     %% message as received is bounded like a plaintext body (a login far lower: it carries
@@ -99,7 +98,7 @@ decrypt_request(#httpd{mochi_req = M, method = Method, path_parts = Parts} = Req
     #{nonce := Nonce, content_type := InnerType, body := Body} = Envelope,
     %% The message is opened and its signature checked: refusals from here on answer this
     %% very request, so they echo its nonce.
-    put(?CTX, (get(?CTX))#{nonce => Nonce}),
+    couch_pgp_context:set_nonce(Nonce),
     {Path, Query} = split_raw_path(mochiweb_request:get(raw_path, M)),
     %% Clients cannot send a body with GET, so a POST may carry an envelope for any method:
     %% the envelope is signed, and it is the request that runs.
@@ -211,8 +210,8 @@ open_envelope(Msg, #{key := Key, client_cert := undefined}, Max) ->
     %% would start) could not be encrypted to it.
     sealable_or_refuse(Cert),
     _ = decrypt(Msg, Key, #{verify_with => [Cert], max_size => Max}),
-    put(?CTX, #{key => Key, sign_key => Key, client_cert => Cert, channel => undefined,
-                user => undefined, login => true, nonce => <<>>}),
+    couch_pgp_context:set(#{key => Key, sign_key => Key, client_cert => Cert, channel => undefined,
+                            user => undefined, login => true, nonce => <<>>}),
     {Envelope, couch_pgp:fingerprint(Cert)};
 open_envelope(Msg, #{channel := Keys, client_fingerprint := Fpr}, Max) when Keys =/= undefined ->
     %% Opened and parsed in one call; the AEAD tag under the session's client-to-server key
@@ -307,9 +306,9 @@ count_and_refuse(Reason) ->
 
 %% Who (as far as known), what, why; never the body.
 audit_refusal(Reason) ->
-    {User, Client} = case get(?CTX) of
-        #{user := U, client_cert := C} when is_binary(C) -> {U, couch_pgp:fingerprint(C)};
-        _ -> {undefined, undefined}
+    {User, Client} = case couch_pgp_context:client_cert() of
+        C when is_binary(C) -> {couch_pgp_context:user(), couch_pgp:fingerprint(C)};
+        undefined -> {undefined, undefined}
     end,
     couch_log:notice("couch_pgp audit: encrypted_request refused reason=~p user=~p client=~p",
                      [Reason, User, Client]).
@@ -352,7 +351,7 @@ encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonc
             end;
         streamed ->
             %% Refused before it ran where the path says so; this is the safety net.
-            put(?CTX, Ctx),
+            couch_pgp_context:set(Ctx),
             refuse(streamed)
     end.
 
@@ -385,7 +384,7 @@ cannot_encrypt(Why) ->
     couch_log:error("couch_pgp: response not encrypted, connection closed: ~p", [Why]),
     %% No plaintext instead: drop the context so that the error response to this throw is
     %% not encrypted either, and CouchDB closes the exchange.
-    erase(?CTX),
+    couch_pgp_context:clear(),
     couch_pgp_stats:count(responses_refused),
     exit({shutdown, couch_pgp_cannot_encrypt}).
 

@@ -12,8 +12,8 @@
 
 -spec authorize(#httpd{}) -> {decided, #httpd{}} | no_decision.
 authorize(#httpd{user_ctx = UserCtx, path_parts = Parts} = Req) ->
-    case get(couch_pgp_ctx) of
-        #{user := SessionUser} when is_binary(SessionUser) ->
+    case couch_pgp_context:user() of
+        SessionUser when is_binary(SessionUser) ->
             case UserCtx of
                 #user_ctx{name = SessionUser} ->
                     ok;

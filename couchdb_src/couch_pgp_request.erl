@@ -12,14 +12,14 @@
 %% @doc Whether this request arrived encrypted (and its response will be).
 -spec is_encrypted(#httpd{}) -> boolean().
 is_encrypted(#httpd{}) ->
-    get(couch_pgp_ctx) =/= undefined.
+    couch_pgp_context:is_encrypted().
 
 %% @doc The certificate of the client that signed this request.
 -spec client_cert(#httpd{}) -> {ok, binary()} | {error, not_encrypted}.
 client_cert(#httpd{}) ->
-    case get(couch_pgp_ctx) of
-        #{client_cert := Cert} when is_binary(Cert) -> {ok, Cert};
-        _ -> {error, not_encrypted}
+    case couch_pgp_context:client_cert() of
+        Cert when is_binary(Cert) -> {ok, Cert};
+        undefined -> {error, not_encrypted}
     end.
 
 %% @doc Its fingerprint.
@@ -34,7 +34,7 @@ client_fingerprint(Req) ->
 %% already checked that it is the authenticated user).
 -spec session_user(#httpd{}) -> {ok, binary()} | {error, not_encrypted}.
 session_user(#httpd{}) ->
-    case get(couch_pgp_ctx) of
-        #{user := User} when is_binary(User) -> {ok, User};
-        _ -> {error, not_encrypted}
+    case couch_pgp_context:user() of
+        User when is_binary(User) -> {ok, User};
+        undefined -> {error, not_encrypted}
     end.

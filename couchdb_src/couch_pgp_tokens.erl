@@ -111,14 +111,12 @@ describe(Token, Session, Identity, IdFpr) ->
         {<<"identity_fingerprint">>, IdFpr},
         {<<"expires">>, couch_pgp_session:expires(Session)}
     ]}),
-    case {couch_pgp:sign(Statement, Identity), channel(Session, SessionCert)} of
-        {{ok, Sig}, {ok, Channel}} ->
+    case couch_pgp:sign(Statement, Identity) of
+        {ok, Sig} ->
+            Channel = channel(Session, SessionCert),
             {ok, description(Token, Session, SessionCert, Statement, Sig, Channel)};
-        {{error, Why}, _} ->
+        {error, Why} ->
             couch_log:error("couch_pgp: session statement not signed: ~p", [Why]),
-            {error, internal};
-        {_, {error, Why}} ->
-            couch_log:error("couch_pgp: session channel keys not sealed: ~p", [Why]),
             {error, internal}
     end.
 
@@ -128,7 +126,7 @@ describe(Token, Session, Identity, IdFpr) ->
 channel(Session, SessionCert) ->
     case couch_pgp_session:channel_secret(Session) of
         undefined ->
-            {ok, []};
+            [];
         <<C2S:32/binary, S2C:32/binary>> ->
             {ok, Json} = couch_pgp:canonical_json({[
                 {<<"v">>, 1},
@@ -139,8 +137,14 @@ channel(Session, SessionCert) ->
             ]}),
             case couch_pgp:encrypt(Json, [couch_pgp_session:client_cert(Session)],
                                    #{sign_with => couch_pgp_session:key(Session)}) of
-                {ok, Msg} -> {ok, [{<<"channel">>, Msg}]};
-                {error, _} = Error -> Error
+                {ok, Msg} ->
+                    [{<<"channel">>, Msg}];
+                {error, Why} ->
+                    %% Only a session made for a certificate that cannot be encrypted to
+                    %% (issue/2 refuses those): it has no channel, and no answer either.
+                    couch_log:warning("couch_pgp: session described without its channel, "
+                                      "client certificate not usable: ~p", [Why]),
+                    []
             end
     end.
 

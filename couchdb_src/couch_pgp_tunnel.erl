@@ -26,7 +26,7 @@
 
 -spec handle(#httpd{}) -> {ok, term()}.
 handle(#httpd{method = 'POST'} = Req) ->
-    get(couch_pgp_ctx) =/= undefined orelse refuse(tunnel_plaintext),
+    couch_pgp_context:is_encrypted() orelse refuse(tunnel_plaintext),
     {Props} = chttpd:json_body_obj(Req),
     Inner = parse_inner(Props),
     {Status, RespHeaders, RespBody} = run(Req, Inner),
