@@ -96,17 +96,23 @@ derive_secret(ClusterSecret) ->
 %% ----------------------------------------------------------------- internal
 
 unseal(Plain, Now) ->
-    %% Authenticated by GCM under our own secret, so it is a term we wrote; `safe' anyway.
-    case binary_to_term(Plain, [safe]) of
-        {?VERSION, User, Cert, Expires, Pass, Exported} when Expires > Now ->
+    %% Authenticated by GCM under our own secret, so it is a term we wrote; still, content of
+    %% any other shape (not a term, another version's) is refused, never a crash.
+    try binary_to_term(Plain, [safe]) of
+        {?VERSION, User, Cert, Expires, Pass, Exported}
+          when is_integer(Expires), Expires > Now, is_binary(Pass), is_binary(Exported) ->
             case couch_pgp:import_secret(Exported, Pass) of
                 {ok, Key} ->
                     {ok, #session{key = Key, user = User, client_cert = Cert, expires = Expires}};
                 {error, _} ->
                     {error, bad_token}
             end;
-        {?VERSION, _, _, _, _, _} ->
-            {error, expired}
+        {?VERSION, _, _, Expires, _, _} when is_integer(Expires), Expires =< Now ->
+            {error, expired};
+        _ ->
+            {error, bad_token}
+    catch error:badarg ->
+        {error, bad_token}
     end.
 
 base64url(Bin) ->
