@@ -1,5 +1,5 @@
 # Common commands; see README.md.
-.PHONY: setup build demo demo-local test test-all lint clippy xref dialyzer test-rust test-erlang test-client bench clean install uninstall test-integration bench-http
+.PHONY: fuzz fuzz-smoke setup build demo demo-local test test-all lint clippy xref dialyzer test-rust test-erlang test-client bench clean install uninstall test-integration bench-http
 
 setup:
 	sh scripts/setup.sh
@@ -83,3 +83,14 @@ clean:
 .PHONY: test-sop
 test-sop:
 	sh test/sop/run.sh
+
+# Coverage-guided fuzzing (notes/README-fuzz.md): each libFuzzer target in
+# native/couch_pgp_nif/fuzz/ for FUZZ_SECONDS (default 60), one after the other, then the
+# Erlang garbage properties with FUZZ_NUMTESTS (default 20) times their counts; prints a
+# table. Needs cargo-fuzz (cargo install cargo-fuzz --locked). Not part of `make test`.
+fuzz: build
+	sh scripts/fuzz.sh
+
+# A few seconds per target: the harnesses still build and run (the first build takes minutes).
+fuzz-smoke:
+	FUZZ_SECONDS=5 FUZZ_NUMTESTS=0 sh scripts/fuzz.sh

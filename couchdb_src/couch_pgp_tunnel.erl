@@ -18,10 +18,6 @@
 
 -define(MARK_HEADER, "X-PGP-Tunnel-Mark").
 
-%% Headers the caller may not set on the inner request: hop-by-hop ones, and the
-%% credentials, which are always the outer request's own.
--define(DROPPED, ["host", "content-length", "authorization", "cookie", "connection",
-                  "transfer-encoding", "content-type", "x-pgp-session", "x-pgp-tunnel-mark"]).
 -define(TIMEOUT, 300000).
 
 -spec handle(#httpd{}) -> {ok, term()}.
@@ -45,55 +41,19 @@ handle(Req) ->
     chttpd:send_method_not_allowed(Req, "POST").
 
 parse_inner(Props) ->
-    Method = couch_util:get_value(<<"method">>, Props),
-    Path = couch_util:get_value(<<"path">>, Props),
-    Query = couch_util:get_value(<<"query">>, Props, <<>>),
-    Headers = case couch_util:get_value(<<"headers">>, Props, {[]}) of
-        {Hs} when is_list(Hs) -> Hs;
-        _ -> refuse(tunnel_request)
-    end,
-    Body0 = couch_util:get_value(<<"body">>, Props, <<>>),
-    Valid = lists:member(Method, [<<"GET">>, <<"HEAD">>, <<"POST">>, <<"PUT">>, <<"DELETE">>,
-                                  <<"COPY">>])
-        andalso is_binary(Path) andalso is_binary(Query) andalso is_binary(Body0)
-        andalso lists:all(fun({K, V}) -> is_binary(V) andalso no_line_break(K) andalso no_line_break(V) end,
-                          Headers)
-        andalso binary:first(<<Path/binary, " ">>) =:= $/
-        andalso binary:match(Path, [<<"\r">>, <<"\n">>, <<" ">>, <<"#">>, <<"?">>]) =:= nomatch
-        andalso binary:match(Query, [<<"\r">>, <<"\n">>, <<" ">>, <<"#">>]) =:= nomatch
-        andalso not tunnel_path(Path),
-    Valid orelse refuse(tunnel_request),
-    Body = case couch_util:get_value(<<"body_base64">>, Props, false) of
-        true ->
-            try base64:decode(Body0)
-            catch error:_ ->
-                couch_log:notice("couch_pgp: tunnel request refused: body_base64 is not base64", []),
-                refuse(tunnel_base64)
-            end;
-        _ -> Body0
-    end,
-    #{method => binary_to_existing_atom(string:lowercase(Method)), path => Path, query => Query,
-      headers => [{binary_to_list(K), binary_to_list(V)} || {K, V} <- Headers,
-                  not lists:member(string:lowercase(binary_to_list(K)), ?DROPPED)],
-      content_type => header(Headers, <<"content-type">>, <<"application/json">>),
-      body => Body}.
-
-%% Header names and values go onto the inner request line by line.
-no_line_break(V) ->
-    binary:match(V, [<<"\r">>, <<"\n">>]) =:= nomatch.
+    case couch_pgp_tunnel_request:parse(Props) of
+        {ok, Inner} ->
+            Inner;
+        {error, tunnel_base64} ->
+            couch_log:notice("couch_pgp: tunnel request refused: body_base64 is not base64", []),
+            refuse(tunnel_base64);
+        {error, Reason} ->
+            refuse(Reason)
+    end.
 
 -spec refuse(couch_pgp_http_errors:reason()) -> no_return().
 refuse(Reason) ->
     throw(couch_pgp_http_errors:to_chttpd(Reason)).
-
-tunnel_path(Path) ->
-    binary:match(string:lowercase(Path), <<"/_pgp">>) =/= nomatch.
-
-header(Headers, Name, Default) ->
-    case [V || {K, V} <- Headers, string:lowercase(K) =:= Name] of
-        [V | _] -> V;
-        [] -> Default
-    end.
 
 %% The inner request goes to this node's own listener, authenticated exactly as the outer
 %% one was.

@@ -132,28 +132,36 @@ derive_secret(ClusterSecret) ->
 %% ----------------------------------------------------------------- internal
 
 unseal(Plain, Now) ->
-    %% Authenticated by GCM under our own secret, so it is a term we wrote; `safe' anyway.
-    case binary_to_term(Plain, [safe]) of
-        {?TERM_VERSION, User, Cert, Expires, Pass, Exported, ChannelSecret} when Expires > Now ->
+    %% Authenticated by GCM under our own secret, so it is a term we wrote; still, content of
+    %% any other shape (not a term, another version's) is refused, never a crash.
+    try binary_to_term(Plain, [safe]) of
+        {?TERM_VERSION, User, Cert, Expires, Pass, Exported, ChannelSecret}
+          when is_integer(Expires), Expires > Now, is_binary(Pass), is_binary(Exported),
+               is_binary(User), is_binary(Cert) ->
             restore(User, Cert, Expires, Pass, Exported, ChannelSecret);
-        {1, User, Cert, Expires, Pass, Exported} when Expires > Now ->
+        {1, User, Cert, Expires, Pass, Exported}
+          when is_integer(Expires), Expires > Now, is_binary(Pass), is_binary(Exported),
+               is_binary(User), is_binary(Cert) ->
             restore(User, Cert, Expires, Pass, Exported, undefined);
-        {?TERM_VERSION, _, _, _, _, _, _} ->
+        {?TERM_VERSION, _, _, Expires, _, _, _} when is_integer(Expires), Expires =< Now ->
             {error, expired};
-        {1, _, _, _, _, _} ->
+        {1, _, _, Expires, _, _} when is_integer(Expires), Expires =< Now ->
             {error, expired};
         _ ->
             {error, bad_token}
+    catch error:badarg ->
+        {error, bad_token}
     end.
 
 restore(User, Cert, Expires, Pass, Exported, ChannelSecret) ->
     Channel = case ChannelSecret of
         undefined -> {ok, undefined};
-        _ ->
-            case couch_pgp_channel:from_secret(ChannelSecret) of
-                {ok, Keys} -> {ok, {Keys, ChannelSecret}};
+        S when is_binary(S) ->
+            case couch_pgp_channel:from_secret(S) of
+                {ok, Keys} -> {ok, {Keys, S}};
                 {error, _} = E -> E
-            end
+            end;
+        _ -> {error, bad_token}
     end,
     case {couch_pgp:import_secret(Exported, Pass), Channel} of
         {{ok, Key}, {ok, Ch}} ->

@@ -195,6 +195,9 @@ pub fn no_panic<T>(on_panic: impl FnOnce() -> Error, f: impl FnOnce() -> Result<
         panic::set_hook(Box::new(move |info| {
             if !GUARDED.with(Cell::get) {
                 previous(info);
+            } else {
+                #[cfg(feature = "fuzzing")]
+                fuzzing::record(info);
             }
         }));
     });
@@ -205,5 +208,30 @@ pub fn no_panic<T>(on_panic: impl FnOnce() -> Error, f: impl FnOnce() -> Result<
     match result {
         Ok(r) => r,
         Err(_) => Err(on_panic()),
+    }
+}
+
+/// For the fuzz targets (`fuzz/`): where each panic that `no_panic` turned into an error was
+/// raised, so that a harness can tell a known sequoia `unwrap` from a new one. Production
+/// builds never enable the feature and keep no record.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use std::sync::Mutex;
+
+    static CAUGHT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    pub(super) fn record(info: &std::panic::PanicHookInfo<'_>) {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut v) = CAUGHT.lock() {
+            v.push(at);
+        }
+    }
+
+    /// The locations (`file:line`) of the panics caught since the last call.
+    pub fn take_caught_panics() -> Vec<String> {
+        CAUGHT.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
     }
 }

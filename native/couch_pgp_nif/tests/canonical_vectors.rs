@@ -100,3 +100,24 @@ fn random_doubles_match_ecmascript() {
         assert_eq!(format_number(*f).as_deref(), Ok(js), "bits {:016x}", f.to_bits());
     }
 }
+
+/// Found by the `json` fuzz target (notes/README-fuzz.md, finding 1): a double written with a
+/// fraction or an exponent is accepted whatever its size (as the JS client does), but when it
+/// is an integer beyond 2^53 below 1e21, ECMAScript lays it out as a bare integer, which the
+/// same parser then refuses. Pinned here so a change of that rule is a deliberate one.
+#[test]
+fn big_integral_double_canonicalizes_to_an_integer_the_parser_refuses() {
+    use couch_pgp_nif::canonical::{canonicalize, from_text};
+    use couch_pgp_nif::error::JsonError;
+    for (text, canonical) in [
+        (&b"90199254747199254.40993"[..], &b"90199254747199250"[..]),
+        (b"1e17", b"100000000000000000"),
+    ] {
+        let v = from_text(text).expect("a double is accepted");
+        assert_eq!(canonicalize(&v).expect("canonical"), canonical);
+        assert_eq!(from_text(canonical).map(|_| ()), Err(JsonError::NumberOutOfRange));
+    }
+    // Written as a double, 2^53 + 1 is rounded to 2^53 (the integer spelling is refused).
+    let v = from_text(b"9007199254740993.0").expect("double");
+    assert_eq!(canonicalize(&v).expect("canonical"), b"9007199254740992");
+}
