@@ -87,6 +87,21 @@ fn main() {
     encrypt(b"password only", &[], &opts, &mut m).expect("encrypt");
     out.put("decrypt", "password-only", &m);
 
+    // Session channel requests under the channel target's fixed keys, in both directions
+    // (a response is a refusal the target must reach too), binary and armored.
+    let ch = couch_pgp_nif::channel::ChannelKeys::from_secret(&[7u8; 64]).expect("channel keys");
+    for (dir, tag) in [
+        (couch_pgp_nif::channel::Direction::ClientToServer, "c2s"),
+        (couch_pgp_nif::channel::Direction::ServerToClient, "s2c"),
+    ] {
+        let mut m = Vec::new();
+        couch_pgp_nif::channel::seal(&ch, dir, plain, &mut m).expect("seal");
+        out.put("channel", &format!("{tag}.bin"), &m);
+        let mut a = Vec::new();
+        couch_pgp_nif::armor::armor(&m, couch_pgp_nif::armor::Label::Message, &mut a).expect("armor");
+        out.put("channel", &format!("{tag}.asc"), &a);
+    }
+
     // Signatures: detached over SIGNED_DATA, inline and cleartext.
     for (text, armor) in [(false, false), (false, true), (true, false), (true, true)] {
         let mut s = Vec::new();
