@@ -35,6 +35,8 @@ use crate::verify::{SignatureReport, Verification, Window};
 /// 25 MiB default would only double the peak memory of large messages.
 const SEQUOIA_BUFFER: usize = 64 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
+/// Secret-key attempts on one message's recipient packets (see `Helper::decrypt`).
+pub const MAX_KEY_ATTEMPTS: usize = 8;
 
 /// A symmetric session key as SOP writes it: the cipher octet (absent for SEIPDv2, whose
 /// packet names the cipher itself) and the key bytes.
@@ -142,6 +144,12 @@ impl DecryptionHelper for &mut Helper<'_> {
                 return Ok(None);
             }
         }
+        // Each attempt is a secret-key operation (an ECDH for Cv25519), and anonymous
+        // ("wildcard") recipients are tried against every key: a message packed with them
+        // would otherwise buy one such operation per ~90 bytes before anything is
+        // authenticated (an encrypted login is that). A real message needs one attempt per
+        // recipient packet that may be ours; a few are allowed, then the search stops.
+        let mut attempts = 0usize;
         for pkesk in pkesks {
             let recipient = pkesk.recipient();
             for key in self.opts.keys {
@@ -154,6 +162,10 @@ impl DecryptionHelper for &mut Helper<'_> {
                     if !ours {
                         continue;
                     }
+                    if attempts == MAX_KEY_ATTEMPTS {
+                        return Err(self.fail(Error::NoMatchingKey));
+                    }
+                    attempts += 1;
                     let mut kp = kp.clone();
                     if let Some((algo, sk)) = pkesk.decrypt(&mut kp, sym_algo) {
                         if decrypt(algo, &sk) {

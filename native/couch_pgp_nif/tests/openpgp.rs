@@ -245,3 +245,40 @@ fn truncated_seipd_body_panics_in_sequoia_but_not_here() {
         }
     }
 }
+
+/// A message whose recipient packets are `decoys` anonymous ones for other keys, then one
+/// anonymous one for `to` (v4 features: SEIPDv1).
+fn anonymous_to(plain: &[u8], decoys: usize, to: &Cert) -> Vec<u8> {
+    use openpgp::serialize::stream::{Encryptor, Recipient};
+    let policy = openpgp::policy::StandardPolicy::new();
+    let others: Vec<Arc<Cert>> = (0..decoys).map(|_| cert_of(&key())).collect();
+    let mut keys: Vec<openpgp::packet::Key<_, _>> = Vec::new();
+    for c in others.iter().map(|c| &**c).chain(std::iter::once(to)) {
+        for ka in c.keys().with_policy(&policy, None).supported().for_transport_encryption() {
+            keys.push(ka.key().clone());
+        }
+    }
+    let recipients: Vec<Recipient> =
+        keys.iter().map(|k| Recipient::new(openpgp::types::Features::empty().set_seipdv1(), None, k)).collect();
+    let mut out = Vec::new();
+    {
+        let m = Message::new(&mut out);
+        let m = Encryptor::for_recipients(m, recipients).build().expect("encryptor");
+        let mut w = LiteralWriter::new(m).build().expect("literal");
+        std::io::Write::write_all(&mut w, plain).expect("write");
+        w.finalize().expect("finalize");
+    }
+    out
+}
+
+#[test]
+fn anonymous_recipients_are_tried_a_bounded_number_of_times() {
+    let bob = key();
+    let cb = cert_of(&bob);
+    let ok = anonymous_to(b"for bob", 7, &cb);
+    let mut plain = Vec::new();
+    assert!(decrypt(&ok, &bob, None, &mut plain).is_ok(), "eight attempts are allowed");
+    assert_eq!(plain, b"for bob");
+    let packed = anonymous_to(b"for bob", 8, &cb);
+    assert_eq!(decrypt(&packed, &bob, None, &mut Vec::new()).err(), Some(Error::NoMatchingKey));
+}
