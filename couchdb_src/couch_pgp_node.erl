@@ -47,6 +47,8 @@ keystore_opts() ->
         user_id => unicode:characters_to_binary(
             config:get("couch_pgp", "user_id", "CouchDB couch_pgp server")),
         log => fun log/3,
+        known_fingerprint => fun known_fingerprint/0,
+        record_fingerprint => fun record_fingerprint/1,
         %% Loaded by couch_pgp_switch, and only while [couch_pgp] enable = true.
         load_at_start => false
     }.
@@ -84,6 +86,21 @@ passphrase() ->
                 undefined -> undefined;
                 Conf -> unicode:characters_to_binary(Conf)
             end
+    end.
+
+%% The identity this node has had, kept in local.ini beside the secrets CouchDB persists
+%% there (not in the key's own directory, which may be what got lost): with it, a missing
+%% key file is an error instead of a new identity.
+known_fingerprint() ->
+    case config:get("couch_pgp", "identity_fingerprint", "") of
+        "" -> undefined;
+        Fpr -> list_to_binary(string:uppercase(string:trim(Fpr)))
+    end.
+
+record_fingerprint(Fpr) ->
+    case known_fingerprint() of
+        Fpr -> ok;
+        _ -> config:set("couch_pgp", "identity_fingerprint", binary_to_list(Fpr), true)
     end.
 
 log(Level, Format, Args) ->

@@ -5,14 +5,23 @@
 %% created with mode 0600 in a directory of mode 0700, and is replaced atomically. The loaded
 %% key is published in `persistent_term', so request processes read it without a message
 %% to this server. A key that cannot be loaded (no passphrase, wrong passphrase, unreadable
-%% file) never crashes the node: the store stays up, reports `{error, Reason}', and logs the
-%% reason (never the passphrase).
+%% or truncated file, a key file or directory others may read or write) never crashes the
+%% node: the store stays up, reports `{error, Reason}', logs the reason in words (never the
+%% passphrase), and leaves the file as it is.
+%%
+%% A new key is created only when the node never had one: with `known_fingerprint' (the
+%% identity this node loaded before, recorded through `record_fingerprint'), a missing key
+%% file is an error (`key_file_missing'), not a reason to make a new identity. In a cluster
+%% a node that silently made its own key would answer `GET /_pgp' with a fingerprint no
+%% client has pinned.
 %%
 %% With `load_at_start => false' the store starts empty (`{error, disabled}') and creates or
 %% loads nothing until `load/0': inside CouchDB, couch_pgp_switch does that when
 %% `[couch_pgp] enable' becomes true, and `unload/0' when it becomes false.
 -module(couch_pgp_keystore).
 -behaviour(gen_server).
+
+-include_lib("kernel/include/file.hrl").
 
 -export([start_link/1, identity/0, status/0, load/0, unload/0, stop/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
@@ -23,6 +32,10 @@
     passphrase := fun(() -> binary() | undefined),
     user_id => binary(),
     log => fun((atom(), string(), [term()]) -> term()),
+    %% The fingerprint of the identity this node had before, if any (see the module doc).
+    known_fingerprint => fun(() -> binary() | undefined),
+    %% Called with the fingerprint of each key loaded or created.
+    record_fingerprint => fun((binary()) -> term()),
     %% Default true: load (or create) the key when the store starts.
     load_at_start => boolean()
 }.
@@ -117,12 +130,37 @@ do_load(Opts) ->
     case Result of
         {ok, #{fingerprint := Fpr}} ->
             Log(notice, "couch_pgp: server identity ~s loaded", [Fpr]),
+            case known_fingerprint(Opts) of
+                Fpr -> ok;
+                undefined -> ok;
+                Was -> Log(warning, "couch_pgp: server identity changed from ~s to ~s "
+                                    "(key_file replaced)", [Was, Fpr])
+            end,
+            _ = (maps:get(record_fingerprint, Opts, fun(_) -> ok end))(Fpr),
             loaded;
         {error, Reason} = Error ->
-            Log(error, "couch_pgp: server identity key unavailable: ~p (key_file ~ts)",
-                [Reason, maps:get(key_file, Opts)]),
+            Log(error, "couch_pgp: server identity key unavailable: ~p: ~s (key_file ~ts)",
+                [Reason, explain(Reason), maps:get(key_file, Opts)]),
             Error
     end.
+
+known_fingerprint(Opts) ->
+    (maps:get(known_fingerprint, Opts, fun() -> undefined end))().
+
+%% For the operator reading the log: what to do about it.
+explain(no_passphrase) -> "no passphrase (COUCH_PGP_PASSPHRASE or [couch_pgp] passphrase)";
+explain(bad_passphrase) -> "the passphrase does not open the key file";
+explain(key_file_missing) ->
+    "the key file is gone but this node had an identity ([couch_pgp] identity_fingerprint); "
+    "restore the file (in a cluster: copy it from another node), or remove "
+    "identity_fingerprint to create a new identity on purpose";
+explain(key_file_mode) ->
+    "group or others may access the key file; chmod 600 it (owner only)";
+explain(key_dir_mode) ->
+    "group or others may write to the key file's directory; chmod 700 it";
+explain(not_regular_file) -> "the key file is not a regular file";
+explain(eacces) -> "the key file cannot be read (permissions)";
+explain(_) -> "the key file cannot be read or is not a usable key".
 
 load_or_create(#{passphrase := PassFun} = Opts) ->
     case PassFun() of
@@ -131,16 +169,43 @@ load_or_create(#{passphrase := PassFun} = Opts) ->
     end.
 
 load_or_create(#{key_file := File} = Opts, Pass) ->
-    case file:read_file(File) of
-        {ok, Armored} ->
-            case couch_pgp:import_secret(Armored, Pass) of
-                {ok, Key} -> {ok, identity_of(Key)};
-                {error, _} = Error -> Error
+    case private_file(File) of
+        ok ->
+            case file:read_file(File) of
+                {ok, Armored} ->
+                    case couch_pgp:import_secret(Armored, Pass) of
+                        {ok, Key} -> {ok, identity_of(Key)};
+                        {error, _} = Error -> Error
+                    end;
+                {error, Posix} ->
+                    {error, Posix}
             end;
         {error, enoent} ->
-            create(File, Pass, maps:get(user_id, Opts, <<"couch_pgp server">>));
-        {error, Posix} ->
-            {error, Posix}
+            case known_fingerprint(Opts) of
+                undefined -> create(File, Pass, maps:get(user_id, Opts, <<"couch_pgp server">>));
+                _ -> {error, key_file_missing}
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% As ssh does for its keys: a key file others may read (an offline guess at the passphrase)
+%% or a directory others may write (the key swapped or deleted) is refused, not used.
+private_file(File) ->
+    case file:read_file_info(File) of
+        {ok, #file_info{type = regular, mode = Mode}} when Mode band 8#077 =/= 0 ->
+            {error, key_file_mode};
+        {ok, #file_info{type = regular}} ->
+            case file:read_file_info(filename:dirname(File)) of
+                {ok, #file_info{mode = DirMode}} when DirMode band 8#022 =/= 0 ->
+                    {error, key_dir_mode};
+                {ok, _} -> ok;
+                {error, _} = Error -> Error
+            end;
+        {ok, #file_info{}} ->
+            {error, not_regular_file};
+        {error, _} = Error ->
+            Error
     end.
 
 create(File, Pass, UserId) ->

@@ -67,10 +67,73 @@ unusable_file_test() ->
     Dir = tmp_dir(),
     File = filename:join(Dir, "server.asc"),
     ok = file:write_file(File, <<"not a key">>),
+    ok = file:change_mode(File, 8#600),
     with_store(#{key_file => File, passphrase => fun() -> ?PASS end}, fun() ->
         ?assertEqual({error, bad_key}, couch_pgp_keystore:status())
     end),
     ok = file:del_dir_r(Dir).
+
+%% A node that had an identity does not make a new one when its key file is gone: in a
+%% cluster that would be a second identity nobody pinned. Only a node that never had one
+%% creates a key.
+missing_key_file_with_a_known_identity_test_() ->
+    {timeout, 30, fun() ->
+        Dir = tmp_dir(),
+        File = filename:join([Dir, "keys", "server.asc"]),
+        Known = ets:new(known, [public, set]),
+        Opts = #{key_file => File, passphrase => fun() -> ?PASS end,
+                 known_fingerprint => fun() ->
+                     case ets:lookup(Known, fpr) of [{fpr, F}] -> F; [] -> undefined end
+                 end,
+                 record_fingerprint => fun(F) -> ets:insert(Known, {fpr, F}) end},
+        Fpr = with_store(Opts, fun() ->
+            {ok, #{fingerprint := F}} = couch_pgp_keystore:identity(),
+            F
+        end),
+        ?assertEqual([{fpr, Fpr}], ets:lookup(Known, fpr)),
+        {ok, Armored} = file:read_file(File),
+        ok = file:delete(File),
+        with_store(Opts, fun() ->
+            ?assertEqual({error, key_file_missing}, couch_pgp_keystore:status())
+        end),
+        ?assertEqual(false, filelib:is_file(File)),
+        %% Restored, it loads again.
+        ok = file:write_file(File, Armored),
+        ok = file:change_mode(File, 8#600),
+        with_store(Opts, fun() ->
+            ?assertMatch({ok, #{fingerprint := Fpr}}, couch_pgp_keystore:identity())
+        end),
+        ets:delete(Known),
+        ok = file:del_dir_r(Dir)
+    end}.
+
+%% A key file group or others may access, a directory they may write, or something other
+%% than a file: refused, and left as it was.
+loose_modes_refused_test_() ->
+    {timeout, 30, fun() ->
+        Dir = tmp_dir(),
+        File = filename:join([Dir, "keys", "server.asc"]),
+        Opts = #{key_file => File, passphrase => fun() -> ?PASS end},
+        with_store(Opts, fun() -> loaded = couch_pgp_keystore:status() end),
+        {ok, Armored} = file:read_file(File),
+        Status = fun() -> with_store(Opts, fun() -> couch_pgp_keystore:status() end) end,
+        ok = file:change_mode(File, 8#640),
+        ?assertEqual({error, key_file_mode}, Status()),
+        ok = file:change_mode(File, 8#604),
+        ?assertEqual({error, key_file_mode}, Status()),
+        ok = file:change_mode(File, 8#600),
+        ok = file:change_mode(filename:dirname(File), 8#777),
+        ?assertEqual({error, key_dir_mode}, Status()),
+        ok = file:change_mode(filename:dirname(File), 8#755),
+        ?assertEqual(loaded, Status()),
+        ?assertEqual({ok, Armored}, file:read_file(File)),
+        {ok, #file_info{mode = Mode}} = file:read_file_info(File),
+        ?assertEqual(8#600, Mode band 8#777),
+        ok = file:delete(File),
+        ok = file:make_dir(File),
+        ?assertEqual({error, not_regular_file}, Status()),
+        ok = file:del_dir_r(Dir)
+    end}.
 
 %% Started unloaded (couch_pgp switched off): no key is created until load/0; unload/0
 %% forgets it and a later load/0 reads the same key back from the file.

@@ -23,7 +23,7 @@
 // password}, authHeader, passphrase, iniOverrides, nodeName, cookie; request(path, opts) /
 // json(path, opts) (admin basic auth unless opts.auth is null or {username, password});
 // log(since) / logTail() / logErrors(since); setIni({section: {key: value|null}}) then
-// restart(); rpc('erlang:expression.') via erl_call; waitFor(fn); stop(), which kills both
+// restart({ini, env}); kill(signal) then start({ini, env}) (the same node, its data kept); rpc('erlang:expression.') via erl_call; waitFor(fn); stop(), which kills both
 // process groups and deletes the temp dir (COUCH_PGP_IT_KEEP=1 keeps it). Instances still
 // alive when the process exits, gets SIGINT/SIGTERM/SIGHUP, or hits the safety timeout
 // (COUCH_PGP_IT_TIMEOUT_MS, default 5 min) are killed and their temp dirs removed.
@@ -539,10 +539,42 @@ export class CouchDB {
     if (!done) await Promise.race([this.#exited, sleep(5000)]);
   }
 
-  async restart({ ini } = {}) {
+  /** Stops and starts the node. ini: local.ini changes (as setIni); env: environment
+   *  changes for bin/couchdb from now on ({NAME: value|null}, null removes a variable). */
+  async restart({ ini, env } = {}) {
     await this.#stopCouch();
     if (ini) this.setIni(ini);
+    if (env) this.#setEnv(env);
     await this.#launch();
+  }
+
+  #setEnv(env) {
+    const e = { ...(this.#opts.env || {}) };
+    for (const [k, v] of Object.entries(env)) { if (v === null) delete e[k]; else e[k] = v; }
+    this.#opts = { ...this.#opts, env: e };
+  }
+
+  /** Sends `signal` (default SIGKILL, no chance to clean up) to the node's process group and
+   *  waits until it has exited; the temp dir and the private epmd stay, so start() (or
+   *  restart()) brings the same node back with its data. */
+  async kill(signal = 'SIGKILL') {
+    const proc = this.#proc;
+    this.#proc = null;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    killGroup(proc.pid, signal);
+    await Promise.race([this.#exited, sleep(15000)]);
+    killGroup(proc.pid, 'SIGKILL'); // stray children (couchjs)
+  }
+
+  /** Starts a node that kill() stopped. Options as restart(). */
+  async start({ ini, env } = {}) {
+    if (this.#proc) throw new Error(`${this.nodeName} is running`);
+    await this.restart({ ini, env });
+  }
+
+  /** Whether the node's process is running (false after kill(), or if it died). */
+  get running() {
+    return !!this.#proc && this.#proc.exitCode === null && this.#proc.signalCode === null;
   }
 
   /** Kills the node's process group and the private epmd, deletes the temp dir. */
