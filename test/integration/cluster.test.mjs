@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { CouchDB, couchdbSkip } from './couchdb.mjs';
 import * as openpgp from 'openpgp';
 import { connect, Security } from '../../client/src/index.js';
-import { Client, newKey, signDoc, jcs } from './pgp_client.mjs';
+import { Client, newKey, signDoc, jcs, envelope, channelSeal } from './pgp_client.mjs';
 
 const skip = couchdbSkip();
 const PASSWORD = 'alice-cluster-pw-5';
@@ -113,7 +113,9 @@ describe('couch_pgp on a three-node CouchDB cluster', { skip, timeout: 600000 },
   test('a request captured on its way to one node is refused as a replay by every other', async () => {
     const lb = roundRobin();
     const me = await new Security().ready;
-    const couch = await connect(nodes[0].url, { pin: identity, fetch: lb.fetch, headers: { Authorization: basic }, security: me });
+    // The per-message mode here (the answer is readable with the client key); the channel
+    // below.
+    const couch = await connect(nodes[0].url, { pin: identity, fetch: lb.fetch, headers: { Authorization: basic }, security: me, mode: 'session' });
     await couch.login('alice', PASSWORD);
     const r = await couch.request('/records/replayed', { method: 'PUT', body: { n: 1 } });
     assert.equal(r.status, 201);
@@ -137,6 +139,34 @@ describe('couch_pgp on a three-node CouchDB cluster', { skip, timeout: 600000 },
   });
 
   // ---- pgp_client.mjs (OpenPGP.js, independent of the server and of client/src)
+
+  test('in the session channel too: a session from one node opens on every node, and a captured message is a replay everywhere', async () => {
+    const first = new Client(nodes[0], { username: 'alice', password: PASSWORD }, await newKey('alice-channel'));
+    await first.pin(identity);
+    await first.startSession();
+    assert.ok(first.channel, 'the session has channel keys');
+    // The same session (token and keys) through each node.
+    const via = nodes.map((n) => Object.assign(new Client(n, first.auth, first.key),
+      { identity: first.identity, token: first.token, sessionCert: first.sessionCert, channel: first.channel }));
+    for (const [i, c] of via.entries()) {
+      const w = await c.sendChannel('PUT', `/records/ch-${i}`, '', JSON.stringify({ i }));
+      assert.equal(w.status, 201, nodes[i].nodeName);
+      assert.equal(w.channel, true);
+    }
+    const env = envelope('PUT', '/records/ch-replayed', '', JSON.stringify({ n: 1 }));
+    const msg = await channelSeal(JSON.stringify(env), first.channel.c2s);
+    assert.equal((await via[1].sendChannel('PUT', '/records/ch-replayed', '', '', { env, msg })).status, 201);
+    for (const c of [via[0], via[2], via[1]]) {
+      const again = await c.sendChannel('PUT', '/records/ch-replayed', '', '', { env, msg });
+      assert.equal(again.status, 400, c.db.nodeName);
+      assert.equal(again.channel, true);
+      assert.equal(again.body.error, 'pgp_replay', c.db.nodeName);
+    }
+    for (const n of nodes) {
+      const doc = await n.json('/records/ch-replayed');
+      assert.equal(doc.body._rev.split('-')[0], '1', `the document was written once (${n.nodeName})`);
+    }
+  });
 
   const aliceAuth = { username: 'alice', password: PASSWORD };
 
