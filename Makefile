@@ -1,5 +1,5 @@
 # Common commands; see README.md.
-.PHONY: fuzz fuzz-smoke setup build demo demo-local test test-all lint clippy xref dialyzer test-rust test-erlang test-client bench clean install uninstall test-integration bench-http load
+.PHONY: fuzz fuzz-smoke fuzz-http setup build demo demo-local test test-all lint clippy xref dialyzer test-rust test-erlang test-client bench clean install uninstall test-integration bench-http load
 
 setup:
 	sh scripts/setup.sh
@@ -77,6 +77,12 @@ bench-http: build
 
 # Encrypted writes through a three-node cluster, each acknowledged one read back through
 # another node and compared (bench/load/run.mjs). LOAD_WRITES=... for fewer than 10000.
+# HTTP fuzzing of a running node (test/integration/http_fuzz.test.mjs with a larger count;
+# HTTP_FUZZ_SEED replays a run).
+fuzz-http: build
+	HTTP_FUZZ_REQUESTS=$${HTTP_FUZZ_REQUESTS:-20000} COUCH_PGP_IT_PREBUILT=1 sh scripts/with_couchdb.sh \
+	    node --test --test-reporter=tap test/integration/http_fuzz.test.mjs
+
 load: build
 	COUCH_PGP_IT_PREBUILT=1 sh scripts/with_couchdb.sh node bench/load/run.mjs
 

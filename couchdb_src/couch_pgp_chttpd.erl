@@ -113,6 +113,9 @@ decrypt_request(#httpd{mochi_req = M, method = Method, path_parts = Parts} = Req
     %% The answer to a HEAD has no body, which would leave the client's POST without one
     %% (and with a Content-Length that promises one).
     Inner =/= 'HEAD' orelse count_and_refuse(head_not_supported),
+    %% It becomes a header CouchDB parses; a plaintext request could never carry line breaks
+    %% or control bytes there.
+    header_value(InnerType) orelse count_and_refuse(bad_envelope),
     refuse_unsupported_type(InnerType),
     %% Claimed last: a refused request does not use up its nonce, and only a request that
     %% runs does.
@@ -123,9 +126,18 @@ decrypt_request(#httpd{mochi_req = M, method = Method, path_parts = Parts} = Req
     couch_pgp_stats:count(requests_decrypted),
     Req#httpd{method = Inner, mochi_req = with_body(M, Inner, InnerType, Body)}.
 
+%% Visible ASCII and spaces only, at most 256 bytes: what a Content-Type header may hold.
+header_value(V) when byte_size(V) =< 256 ->
+    lists:all(fun(C) -> C >= 16#20 andalso C =< 16#7E end, binary_to_list(V));
+header_value(_) ->
+    false.
+
 recv_body(M, Max) ->
-    try
-        mochiweb_request:recv_body(Max, M)
+    try mochiweb_request:recv_body(Max, M) of
+        %% No Content-Length and not chunked (a GET, HEAD or DELETE that says it is encrypted
+        %% but carries nothing): an empty message, refused as malformed like any other.
+        undefined -> <<>>;
+        Body -> Body
     catch
         exit:{body_too_large, _} -> count_and_refuse(too_large)
     end.
