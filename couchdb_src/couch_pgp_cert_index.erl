@@ -75,7 +75,7 @@ handle_call({rebuild_since, _Asked}, _From, #st{built_at = Built} = St) ->
         _ -> timer:sleep(max(0, Built + ?MIN_REBUILD_INTERVAL_MS - now_ms()))
     end,
     Started = now_ms(),
-    case scan() of
+    case isolated_scan() of
         {ok, Entries} ->
             true = ets:delete_all_objects(?TABLE),
             true = ets:insert(?TABLE, Entries),
@@ -124,6 +124,17 @@ lookup(Fpr) ->
         ets:lookup(?TABLE, Fpr)
     catch
         error:badarg -> []
+    end.
+
+%% The scan runs in its own process: fabric's receive loop (rexi_utils:recv) takes any
+%% {Ref, From, Msg} it does not know and drops it, and a gen_server call is
+%% {'$gen_call', From, Msg}. Scanning in this process lost the calls of writers that missed
+%% while it ran (a _bulk_docs over several shards): they waited ?CALL_TIMEOUT_MS, then 403.
+isolated_scan() ->
+    {Pid, Ref} = spawn_monitor(fun() -> exit({scan_result, scan()}) end),
+    receive
+        {'DOWN', Ref, process, Pid, {scan_result, Result}} -> Result;
+        {'DOWN', Ref, process, Pid, Reason} -> {error, {scan_crashed, Reason}}
     end.
 
 scan() ->
