@@ -55,7 +55,8 @@ test('binary bodies and answers, 204 without body', async () => {
   assert.equal(r.headers.get('content-type'), 'image/png');
   assert.equal(r.headers.get('etag'), '"x"', 'a tunnelled answer keeps the inner etag');
   assert.deepEqual(new Uint8Array(await r.arrayBuffer()), bytes);
-  assert.deepEqual([...await r.buffer()], [...bytes]);
+  // PouchDB's node build reads attachments with response.buffer() (a body is read once).
+  assert.deepEqual([...await (await f('http://couch.test/base/db/doc/a.png')).buffer()], [...bytes]);
   assert.equal((await f('http://couch.test/base/empty')).status, 204);
 });
 
