@@ -93,6 +93,8 @@ export type SessionMode = 'channel' | 'session';
 export interface SessionInfo { user: string; expires: number; fingerprint: string; mode: SessionMode }
 
 export class Connection {
+  /** The CouchDB root (no trailing slash). */
+  readonly baseURL: string;
   readonly identityFingerprint: string;
   readonly security: Security;
   readonly session: SessionInfo | undefined;
@@ -130,6 +132,18 @@ export class PGPResponse {
  *  `bad_signature`). */
 export function verifyDoc(doc: CouchDoc, certs: (string | Security)[], opts?: VerifyOptions): Promise<string[]>;
 export function needsTunnel(pathname: string): boolean;
+
+/** Longest a `_changes?feed=longpoll` waits through pouchFetch (ms) unless told otherwise. */
+export const LONGPOLL_TIMEOUT: number;
+/**
+ * A `fetch` for PouchDB's HTTP adapter, `new PouchDB(url, { fetch: pouchFetch(conn) })`: every
+ * request goes through the (logged-in) connection and resolves to a standard Response.
+ * Authorization and Cookie headers given to it are dropped; couch_pgp's refusals become
+ * CouchDB-shaped error responses; an answer that cannot be verified rejects. A longpoll
+ * `_changes` loses its heartbeat and waits at most `longpollTimeout` ms; other live feeds reject.
+ */
+export function pouchFetch(connection: Connection, opts?: { longpollTimeout?: number }):
+  (input: string | URL | Request, init?: globalThis.RequestInit) => Promise<Response>;
 export function canonicalJSON(value: unknown): string;
 export function canonicalBytes(value: unknown): Uint8Array;
 export function canonicalizeText(text: string): string;

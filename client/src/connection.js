@@ -79,6 +79,9 @@ export async function connect(url, opts = {}) {
 
 export class Connection {
   #base; #fetch; #opts; #identity; #security; #session; #renewing; #modes = [];
+  /** The AuthSession cookie, kept by hand where fetch has no cookie jar (Node); a browser
+   *  never shows Set-Cookie to scripts, so there this stays empty and the browser keeps it. */
+  #cookie;
 
   constructor(base, opts) {
     this.#base = base.href.replace(/\/+$/, '');
@@ -92,6 +95,9 @@ export class Connection {
     this.identityFingerprint = undefined;
   }
 
+  /** The CouchDB root this connection talks to (no trailing slash). */
+  get baseURL() { return this.#base; }
+
   /** Our Security (its key signs our requests and is the one responses are encrypted to). */
   get security() { return this.#security; }
 
@@ -104,7 +110,7 @@ export class Connection {
 
   /** Fetches the server identity and checks it against the pin. Called by connect(). */
   async pin() {
-    const r = await this.#fetch(`${this.#base}/_pgp`, {
+    const r = await this.#send(`${this.#base}/_pgp`, {
       headers: { Accept: 'application/json', ...this.#opts.headers }, credentials: this.#opts.credentials,
     });
     const body = await readJSON(r);
@@ -156,7 +162,7 @@ export class Connection {
   /** Starts a couch_pgp session for our key when already logged in some other way (cookie,
    *  or an Authorization header in opts.headers). */
   async startSession() {
-    const r = await this.#fetch(`${this.#base}/_pgp/session`, {
+    const r = await this.#send(`${this.#base}/_pgp/session`, {
       method: 'POST', credentials: this.#opts.credentials,
       headers: { ...this.#opts.headers, 'Content-Type': 'application/json', Accept: 'application/json' },
       body: JSON.stringify({ client_cert: await this.#security.getPublicKey() }),
@@ -277,11 +283,23 @@ export class Connection {
         await this.request('/_session', { method: 'DELETE' });
       } finally {
         this.#session = undefined;
+        this.#cookie = undefined;
       }
     }
   }
 
   // ---------------------------------------------------------------- internals
+
+  /** fetch, plus the AuthSession cookie where the runtime does not keep it (Node's fetch). */
+  async #send(url, init) {
+    const headers = this.#cookie ? { ...init.headers, Cookie: this.#cookie } : init.headers;
+    const r = await this.#fetch(url, { ...init, headers });
+    for (const c of r.headers.getSetCookie?.() ?? []) {
+      const m = /^AuthSession=([^;]*)/.exec(c);
+      if (m) this.#cookie = m[1] ? `AuthSession=${m[1]}` : undefined;
+    }
+    return r;
+  }
 
   /** The path as the server sees it on the request line (base path included). */
   #path(p) { return new URL(this.#base + p).pathname; }
@@ -297,7 +315,7 @@ export class Connection {
     const outer = { ...headers };
     for (const k of Object.keys(outer)) if (/^(content-type|x-pgp-channel)$/i.test(k)) delete outer[k];
     if (channel) outer['X-PGP-Channel'] = '1';
-    const r = await this.#fetch(url, {
+    const r = await this.#send(url, {
       method: 'POST', credentials: this.#opts.credentials, body: message,
       headers: { ...this.#opts.headers, ...outer, 'Content-Type': PGP_TYPE, Accept: 'application/json' },
     });

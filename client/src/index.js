@@ -10,3 +10,4 @@ export {
   SessionExpiredError, NotLoggedInError, LoginFailedError, RequestRefusedError,
   CanonicalJSONError, SecurityStateError, KeyError,
 } from './errors.js';
+export { pouchFetch, LONGPOLL_TIMEOUT } from './pouch.js';
