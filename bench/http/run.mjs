@@ -543,11 +543,13 @@ function report(x) {
       pc(r.plain.sched.normal), pc(r.encrypted.sched.normal), pc(r.encrypted.sched.dirty),
       f2(r.plain.cliCpuMs), f2(r.encrypted.cliCpuMs)]),
     [false, true, false, true, true, true, true, true, true, true, true, true, true, true]));
-  out.push('(of which crypto = couch_pgp:decrypt/3 of the request + couch_pgp:encrypt/3 of the response, timed alone in the node, one caller;');
+  out.push(MODE === 'channel'
+    ? '(of which crypto = couch_pgp_channel:open_request/3 of the request + seal_response/6 of the response, timed alone in the node, one caller;'
+    : '(of which crypto = couch_pgp:decrypt/3 of the request + couch_pgp:encrypt/3 of the response, timed alone in the node, one caller;');
   out.push(' srv util is in cores: 100% = one core busy; client CPU = this Node process, HTTP only: request bodies were built before timing)');
   out.push('');
   out.push('Server OpenPGP work alone (couch_pgp in the node, one caller, ms per call, fastest of 5 rounds; envelope plaintext sizes)');
-  out.push(table(['envelope', 'decrypt+verify', 'encrypt+sign'],
+  out.push(table(['envelope', MODE === 'channel' ? 'open_request' : 'decrypt+verify', MODE === 'channel' ? 'seal_response' : 'encrypt+sign'],
     ENVELOPE_SIZES.map((z) => [`${z} B`, f2(x.crypto[z]?.dec), f2(x.crypto[z]?.enc)]), [false, true, true]));
   out.push('');
   out.push('Client side, OpenPGP.js (median ms per message, not included above)');
@@ -556,8 +558,10 @@ function report(x) {
     SIZES.map((s) => [kib(s), f2(median(x.clientCost[s].sealPut)), f2(median(x.clientCost[s].sealGet)),
       f2(median(x.clientCost[s].openPut)), f2(median(x.clientCost[s].openGet))]),
     [false, true, true, true, true]));
-  out.push('(build = envelope + encrypt to the session key + sign with the client key, armored; '
-    + 'open = decrypt + verify the session key\'s signature + parse; PUT request and GET response carry the document)');
+  out.push(MODE === 'channel'
+    ? '(build = envelope + seal under c2s, binary (OpenPGP.js with a session key); open = base64 + open under s2c + parse; PUT request and GET response carry the document)'
+    : '(build = envelope + encrypt to the session key + sign with the client key, armored; '
+      + 'open = decrypt + verify the session key\'s signature + parse; PUT request and GET response carry the document)');
   out.push('');
   const st = (k) => x.stats?.[k]?.value ?? '?';
   out.push(`plugin counters: requests_decrypted ${st('requests_decrypted')}, responses_encrypted ${st('responses_encrypted')}, `
