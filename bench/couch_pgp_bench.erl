@@ -302,12 +302,7 @@ ceiling_channel_seal(Key, Data) ->
     end.
 
 ceiling_channel_open(Key, Data) ->
-    Salt = crypto:strong_rand_bytes(32),
-    {MK0, IV0, Info0} = ceiling_hkdf(Key, Salt),
-    Plain0 = <<16#CB, 0:56, Data/binary>>,
-    {C, T} = crypto:crypto_one_time_aead(aes_256_gcm, MK0, <<IV0/binary, 0:64>>, Plain0, Info0, true),
-    {_, F} = crypto:crypto_one_time_aead(aes_256_gcm, MK0, <<IV0/binary, 1:64>>, <<>>,
-                                         <<Info0/binary, (byte_size(Plain0)):64>>, true),
+    [Salt, C, T, F] = (ceiling_channel_seal(Key, Data))(),
     fun() ->
         {MK, IV, Info} = ceiling_hkdf(Key, Salt),
         Plain = crypto:crypto_one_time_aead(aes_256_gcm, MK, <<IV/binary, 0:64>>, C, Info, T, false),
