@@ -37,3 +37,11 @@ test('the reason text is never what decides: a session-expired sentence under an
   assert.equal(refusalClass(403, 'forbidden'), undefined);
   assert.equal(refusalClass(200, 'pgp_stale'), undefined);
 });
+
+// The README's Errors section is this table: every row, exactly, and no other reason.
+test('the README\'s error table is the shared table, row for row', () => {
+  const readme = fs.readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const rows = readme.split('\n').filter((l) => /^\| `[a-z0-9_]+` \| \d{3} \|/.test(l));
+  const want = table.rows.map((r) => `| \`${r.reason}\` | ${r.status} | \`${r.error}\` | ${r.reason_text} | \`${r.js_class}\` |`);
+  assert.deepEqual(rows, want);
+});
