@@ -104,37 +104,80 @@ fn write_value(value: &Json, out: &mut Vec<u8>, depth: usize) -> Result<(), Json
 }
 
 /// RFC 8785 3.2.2.2: the escapes of ECMAScript's JSON.stringify, everything else verbatim.
-fn write_string(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
     let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            0x08 => Some(b"\\b"),
-            0x09 => Some(b"\\t"),
-            0x0a => Some(b"\\n"),
-            0x0c => Some(b"\\f"),
-            0x0d => Some(b"\\r"),
-            _ => None,
-        };
-        if escape.is_none() && b >= 0x20 {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        match escape {
-            Some(e) => out.extend_from_slice(e),
-            None => out.extend_from_slice(&[
-                b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize],
-            ]),
-        }
-        start = i + 1;
+    // Two passes: the exact output length first (a sum the compiler vectorises), then every
+    // byte written in place. Bodies of JSON documents carried as strings escape a quote every
+    // few bytes, where copying the runs between escapes cost four times as much (callgrind:
+    // 1.2 M instructions for a 64 KiB envelope body, against 0.3 M this way).
+    let extra: usize = bytes.iter().map(|&b| usize::from(ESCAPE_EXTRA[usize::from(b)])).sum();
+    if extra == 0 {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    let at = out.len();
+    out.resize(at + bytes.len() + extra + 2, 0);
+    let dst = &mut out[at..];
+    dst[0] = b'"';
+    let mut j = 1;
+    for &b in bytes {
+        match ESCAPE[usize::from(b)] {
+            0 => {
+                dst[j] = b;
+                j += 1;
+            }
+            b'u' => {
+                dst[j..j + 6].copy_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+                j += 6;
+            }
+            e => {
+                dst[j] = b'\\';
+                dst[j + 1] = e;
+                j += 2;
+            }
+        }
+    }
+    dst[j] = b'"';
+    debug_assert_eq!(j + 1, dst.len());
 }
+
+/// For each byte: 0 when it stands for itself, else the letter after the backslash (`u` for
+/// the six-byte `\u00XX` form). RFC 8785 3.2.2.2: JSON.stringify's escapes.
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// How many bytes each byte's escape adds: 0, 1 (`\n`, `\"`), or 5 (`\u00XX`).
+const ESCAPE_EXTRA: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match ESCAPE[b] {
+            0 => 0,
+            b'u' => 5,
+            _ => 1,
+        };
+        b += 1;
+    }
+    t
+};
 
 /// ECMAScript Number::toString (ECMA-262 7.1.12.1) for a finite double, which is what
 /// RFC 8785 3.2.2.3 prescribes: the fewest digits that round-trip and, among those, the
@@ -295,4 +338,26 @@ fn nesting_exceeds(text: &[u8], max: usize) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// serde_json escapes exactly what JSON.stringify does for a Rust string (no lone
+    /// surrogates can occur): the same bytes, for every character and for mixed runs.
+    #[test]
+    fn strings_escape_as_json_stringify() -> serde_json::Result<()> {
+        let mut cases: Vec<String> = (0u32..0x300).filter_map(char::from_u32).map(String::from).collect();
+        cases.push(String::new());
+        cases.push("plain ascii, no escapes at all".into());
+        cases.push("{\"a\":\"b\\\\c\"}\n\t\u{1}\u{1f}\u{7f}é😀\r\u{8}\u{c}".repeat(50));
+        cases.push("x".repeat(70_000) + "\"");
+        for s in cases {
+            let mut out = b"[".to_vec();
+            write_string(&s, &mut out);
+            assert_eq!(out[1..], *serde_json::to_string(&s)?.as_bytes(), "{s:?}");
+        }
+        Ok(())
+    }
 }

@@ -259,18 +259,19 @@ pub fn parse_request(plain: &[u8]) -> Result<RequestEnvelope> {
     let Ok(Json::Object(members)) = canonical::from_text(plain) else {
         return Err(Error::BadEnvelope);
     };
-    let get = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    let string = |name: &str| match get(name) {
-        Some(Json::Str(s)) => Ok(s.clone()),
-        _ => Err(Error::BadEnvelope),
-    };
-    match get("v") {
+    // Taken out by value: the body may be most of the message, and is not copied again.
+    let mut members: Vec<(String, Option<Json>)> = members.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    let mut take = |name: &str| members.iter_mut().find(|(k, _)| k == name).and_then(|(_, v)| v.take());
+    match take("v") {
         Some(Json::Int(1)) => {}
         _ => return Err(Error::BadEnvelope),
     }
-    let ts = match get("ts") {
-        Some(Json::Int(n)) => *n,
-        _ => return Err(Error::BadEnvelope),
+    let Some(Json::Int(ts)) = take("ts") else {
+        return Err(Error::BadEnvelope);
+    };
+    let mut string = |name: &str| match take(name) {
+        Some(Json::Str(s)) => Ok(s),
+        _ => Err(Error::BadEnvelope),
     };
     Ok(RequestEnvelope {
         method: string("method")?,
@@ -294,15 +295,25 @@ pub fn seal_response<W: Write>(
     sink: W,
 ) -> Result<()> {
     let body = std::str::from_utf8(body).map_err(|_| Error::InvalidJson(crate::error::JsonError::InvalidUtf8))?;
-    let envelope = Json::Object(vec![
-        ("body".into(), Json::Str(body.into())),
-        ("content_type".into(), Json::Str(content_type.into())),
-        ("nonce".into(), Json::Str(nonce.into())),
-        ("status".into(), Json::Int(i64::from(status))),
-        ("v".into(), Json::Int(1)),
-    ]);
-    let plain = canonical::canonicalize(&envelope)?;
+    let plain = response_envelope(status, nonce, content_type, body);
     seal(keys, Direction::ServerToClient, &plain, sink)
+}
+
+/// The response envelope's canonical JSON, written directly (its member names are already in
+/// canonical order) so that the body, often most of the message, is escaped straight into
+/// the output and never copied into a JSON tree first.
+fn response_envelope(status: u16, nonce: &str, content_type: &str, body: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + nonce.len() + content_type.len() + 64);
+    out.extend_from_slice(b"{\"body\":");
+    canonical::write_string(body, &mut out);
+    out.extend_from_slice(b",\"content_type\":");
+    canonical::write_string(content_type, &mut out);
+    out.extend_from_slice(b",\"nonce\":");
+    canonical::write_string(nonce, &mut out);
+    out.extend_from_slice(b",\"status\":");
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.extend_from_slice(b",\"v\":1}");
+    out
 }
 
 /// A Vec that refuses to grow past a limit, and says so afterwards.
@@ -415,6 +426,25 @@ mod tests {
             let mut v = Vec::new();
             push_length(&mut v, len)?;
             assert_eq!(read_length(&v), Some((Length::Definite(len), v.len())), "{len}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn response_envelope_is_canonical_json() -> Result<()> {
+        for (status, nonce, ctype, body) in [
+            (200, "n1", "application/json", "{\"_id\":\"a\",\"x\":\"\\u0001\\n\"}"),
+            (404, "", "text/plain;charset=utf-8", ""),
+            (201, "ü\"\\", "a/b", "line\nbreak\t\u{1}é😀"),
+        ] {
+            let tree = Json::Object(vec![
+                ("body".into(), Json::Str(body.into())),
+                ("content_type".into(), Json::Str(ctype.into())),
+                ("nonce".into(), Json::Str(nonce.into())),
+                ("status".into(), Json::Int(i64::from(status))),
+                ("v".into(), Json::Int(1)),
+            ]);
+            assert_eq!(response_envelope(status, nonce, ctype, body), canonical::canonicalize(&tree)?);
         }
         Ok(())
     }
