@@ -71,6 +71,10 @@ const envSize = (size, carriesDoc) => (carriesDoc ? ENVELOPE_SIZES[SIZES.indexOf
 // the dirty schedulers. BENCH_SBWT=default keeps CouchDB's stock vm.args.
 const SBWT = process.env.BENCH_SBWT || 'none';
 const VM_ARGS = SBWT === 'default' ? [] : [`+sbwt ${SBWT}`, `+sbwtdcpu ${SBWT}`, `+sbwtdio ${SBWT}`];
+// For profiling: BENCH_VM_ARGS='+JPperf true' (symbols for Linux perf), BENCH_CELLS='65536:16:GET,1024:1:PUT'
+// (only those cells: size:clients:op).
+if (process.env.BENCH_VM_ARGS) VM_ARGS.push(...process.env.BENCH_VM_ARGS.split(','));
+const CELLS = process.env.BENCH_CELLS ? new Set(process.env.BENCH_CELLS.split(',')) : null;
 
 const log = (m) => process.stderr.write(`bench-http: ${m}\n`);
 const kib = (n) => `${n / 1024} KiB`;
@@ -308,6 +312,7 @@ async function bench(db, tStart) {
   for (const size of SIZES) {
     for (const clients of CLIENTS) {
       for (const op of OPS) {
+        if (CELLS && !CELLS.has(`${size}:${clients}:${op}`)) continue;
         const row = { size, clients, op };
         const n = Math.ceil(REQUESTS[clients] / div);
         const warm = Math.ceil(WARMUP[clients] / (QUICK ? 2 : 1));
