@@ -294,11 +294,10 @@ do_rotate(#st{broken = Why} = St) ->
     {{error, Why}, St}.
 
 open(#st{opts = #{file := File}} = St) ->
-    case filelib:ensure_dir(File) of
+    case private_file(File) of
         ok ->
             case file:open(File, [append, raw, binary]) of
                 {ok, Fd} ->
-                    _ = file:change_mode(File, 8#600),
                     St#st{fd = Fd, broken = undefined};
                 {error, Why} ->
                     log(St, error, "couch_pgp: audit trail ~ts cannot be opened: ~p",
@@ -307,6 +306,27 @@ open(#st{opts = #{file := File}} = St) ->
             end;
         {error, Why} ->
             St#st{broken = Why}
+    end.
+
+%% The trail names users and documents: owner-only, like the key, from the first byte.
+private_file(File) ->
+    Dir = filename:dirname(File),
+    _ = case filelib:is_dir(Dir) of
+        true -> ok;
+        false ->
+            %% Errors here show as the file's own when it is created just below.
+            _ = filelib:ensure_dir(Dir),
+            _ = file:make_dir(Dir),
+            file:change_mode(Dir, 8#700)
+    end,
+    case filelib:is_regular(File) of
+        true -> ok;
+        false ->
+            case file:write_file(File, <<>>, [exclusive]) of
+                ok -> file:change_mode(File, 8#600);
+                {error, eexist} -> ok;
+                {error, _} = Error -> Error
+            end
     end.
 
 close(#st{fd = undefined}) ->
