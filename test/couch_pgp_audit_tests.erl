@@ -187,7 +187,9 @@ store_test_() ->
                     ?_test(no_identity(File))} end,
       fun(File) -> {"rotation continues the chain in a new file", ?_test(rotates(File))} end,
       fun(File) -> {"a damaged last line is not appended to", ?_test(damaged(File))} end,
-      fun(File) -> {"under backpressure nothing is dropped", ?_test(backpressure(File))} end]}.
+      fun(File) -> {"under backpressure nothing is dropped", ?_test(backpressure(File))} end,
+      fun(File) -> {"a checkpoint after checkpoint_interval; fsync always",
+                    ?_test(interval(File))} end]}.
 
 start(File, Id, Extra) ->
     {ok, _} = couch_pgp_audit_store:start_link(
@@ -266,3 +268,20 @@ backpressure(File) ->
     ?assertEqual(400, length(Logins)),
     %% 401 entries, a checkpoint after every 50 (8) and one at stop.
     ?assertEqual(1 + 400 + 9, Entries).
+
+interval(File) ->
+    Id = #{cert := Cert} = identity(),
+    start(File, Id, #{checkpoint_interval => 50, fsync => always}),
+    ok = couch_pgp_audit_store:append(login, [{user, <<"a">>}]),
+    %% Not yet: the interval has not passed.
+    ?assertMatch(#{seq := 2}, couch_pgp_audit_store:status()),
+    timer:sleep(300),
+    ?assertMatch(#{seq := 3}, couch_pgp_audit_store:status()),
+    %% Nothing new since: no further checkpoint.
+    timer:sleep(200),
+    ?assertMatch(#{seq := 3}, couch_pgp_audit_store:status()),
+    ?assertEqual([<<"audit_started">>, <<"login">>, <<"checkpoint">>],
+                 [T || #{<<"type">> := T} <- entries(File)]),
+    ok = couch_pgp_audit_store:stop(),
+    ?assertMatch({ok, #{signed_through := 3, unsigned_tail := 0}},
+                 couch_pgp_audit_verify:files([File], [Cert], #{})).
