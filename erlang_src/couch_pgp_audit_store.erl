@@ -280,7 +280,7 @@ sync(#st{fd = Fd} = St) ->
 
 do_rotate(#st{broken = undefined, opts = #{file := File}} = St) ->
     {_, St1} = do_checkpoint(St),
-    ok = close(St1),
+    _ = close(St1),
     Old = iolist_to_binary([name(File), ".", integer_to_binary(St1#st.seq)]),
     case file:rename(File, Old) of
         ok ->
