@@ -436,6 +436,7 @@ with_login_session(_Ctx, _Code, Body) ->
 %% before the login ran, so this is the node's own failure.
 login_without_session(User, Why, Props) ->
     couch_log:error("couch_pgp: login of user=~s answered without a session: ~p", [User, Why]),
+    couch_pgp_audit:event(login, [{user, User}, {session, not_created}]),
     {Props}.
 
 %% A raw body keeps the type it is served with; the wire's Content-Type is the envelope's.
