@@ -42,8 +42,8 @@ handle(#httpd{method = 'POST'} = Req, User) ->
         {ok, Fpr} ->
             ok;
         Other ->
-            couch_log:notice("couch_pgp audit: cert refused user=~s cert=~s proof=~p",
-                             [User, Fpr, Other]),
+            couch_pgp_audit:event(cert_refused, [{user, User}, {cert, Fpr},
+                                                 {reason, proof_reason(Other)}]),
             refuse(bad_registration_proof)
     end,
     {Doc, Certs} = user_doc(User),
@@ -52,11 +52,16 @@ handle(#httpd{method = 'POST'} = Req, User) ->
         false -> Certs ++ [Cert]
     end,
     save(Doc, Certs1),
-    couch_log:notice("couch_pgp audit: cert registered user=~s cert=~s", [User, Fpr]),
+    couch_pgp_audit:event(cert_registered, [{user, User}, {cert, Fpr}]),
     chttpd:send_json(Req, 201, {[{<<"ok">>, true}, {<<"fingerprint">>, Fpr},
                                  {<<"fingerprints">>, fingerprints(Certs1)}]});
 handle(Req, _User) ->
     chttpd:send_method_not_allowed(Req, "GET,POST").
+
+%% Why a registration proof was refused, as a fixed code for the audit trail.
+proof_reason({ok, _OtherSigner}) -> wrong_signer;
+proof_reason({error, Reason}) when is_atom(Reason) -> Reason;
+proof_reason(_) -> bad_proof.
 
 %% @doc `DELETE /_pgp/certs/<fingerprint>': removes one of the user's certificates.
 -spec handle_one(#httpd{}, binary(), binary()) -> {ok, term()}.
@@ -68,7 +73,7 @@ handle_one(#httpd{method = 'DELETE'} = Req, User, Fpr0) ->
             refuse(cert_not_registered);
         Kept ->
             save(Doc, Kept),
-            couch_log:notice("couch_pgp audit: cert removed user=~s cert=~s", [User, Fpr]),
+            couch_pgp_audit:event(cert_removed, [{user, User}, {cert, Fpr}]),
             chttpd:send_json(Req, 200, {[{<<"ok">>, true}, {<<"fingerprint">>, Fpr},
                                          {<<"fingerprints">>, fingerprints(Kept)}]})
     end;

@@ -66,7 +66,8 @@ refuse_plaintext_if_required(#httpd{path_parts = Parts, method = Method, mochi_r
                 [D | _] -> D;
                 [] -> undefined
             end,
-            couch_pgp_config:require_encryption(Db) andalso refuse(encryption_required)
+            couch_pgp_config:require_encryption(Db) andalso
+                (audit_refusal(encryption_required) =:= ok andalso refuse(encryption_required))
     end.
 
 %% What a client needs before it can encrypt: the server key, the login, a session.
@@ -322,8 +323,7 @@ audit_refusal(Reason) ->
         C when is_binary(C) -> {couch_pgp_context:user(), couch_pgp:fingerprint(C)};
         undefined -> {undefined, undefined}
     end,
-    couch_log:notice("couch_pgp audit: encrypted_request refused reason=~p user=~p client=~p",
-                     [Reason, User, Client]).
+    couch_pgp_audit:event(request_refused, [{reason, Reason}, {user, User}, {client, Client}]).
 
 -spec refuse(couch_pgp_http_errors:reason()) -> no_return().
 refuse(Reason) ->
@@ -412,8 +412,9 @@ with_login_session(#{login := true, client_cert := Cert}, 200, {Props}) when is_
                 {ok, Token, Session} ->
                     case couch_pgp_tokens:describe(Token, Session) of
                         {ok, Desc} ->
-                            couch_log:notice("couch_pgp audit: session created at login user=~s client=~s",
-                                             [User, couch_pgp:fingerprint(Cert)]),
+                            couch_pgp_audit:event(login, [{user, User},
+                                                          {client, couch_pgp:fingerprint(Cert)},
+                                                          {session, created}]),
                             {Props ++ [{<<"pgp_session">>, Desc}]};
                         {error, Why} ->
                             login_without_session(User, Why, Props)
@@ -424,6 +425,9 @@ with_login_session(#{login := true, client_cert := Cert}, 200, {Props}) when is_
         _ ->
             {Props}
     end;
+with_login_session(#{login := true, client_cert := Cert}, Code, Body) when Code >= 400 ->
+    couch_pgp_audit:event(login_refused, [{status, Code}, {client, couch_pgp:fingerprint(Cert)}]),
+    Body;
 with_login_session(_Ctx, _Code, Body) ->
     Body.
 
@@ -432,6 +436,7 @@ with_login_session(_Ctx, _Code, Body) ->
 %% before the login ran, so this is the node's own failure.
 login_without_session(User, Why, Props) ->
     couch_log:error("couch_pgp: login of user=~s answered without a session: ~p", [User, Why]),
+    couch_pgp_audit:event(login, [{user, User}, {session, not_created}]),
     {Props}.
 
 %% A raw body keeps the type it is served with; the wire's Content-Type is the envelope's.

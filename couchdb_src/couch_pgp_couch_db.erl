@@ -254,13 +254,17 @@ reason_code({invalid_json, Why}) when is_atom(Why) -> ["invalid_json_", atom_to_
 reason_code(Reason) when is_atom(Reason) -> Reason.
 
 %% Who, which document, what, the outcome; never the content.
-audit(User, DbName, DocId, Mode, Result) ->
-    Outcome = case Result of
-        {ok, Fprs} -> io_lib:format("ok signers=~s", [lists:join(",", Fprs)]);
-        {error, Reason} -> io_lib:format("refused reason=~s", [reason_code(Reason)])
-    end,
-    couch_log:notice("couch_pgp audit: signed_write user=~s db=~s doc=~s ~s mode=~s",
-                     [printable(User), DbName, DocId, Outcome, Mode]).
+audit(User, DbName, DocId, Mode, {ok, Fprs}) ->
+    couch_pgp_audit:event(signed_doc_accepted, [{user, printable(User)}, {db, DbName},
+                                                {doc, DocId}, {signers, Fprs}, {mode, Mode}]);
+audit(User, DbName, DocId, Mode, {error, Reason}) ->
+    couch_pgp_audit:event(signed_doc_refused, [{user, printable(User)}, {db, DbName},
+                                               {doc, DocId},
+                                               {reason, code_text(reason_code(Reason))},
+                                               {mode, Mode}]).
+
+code_text(Code) when is_atom(Code) -> Code;
+code_text(Code) -> iolist_to_binary(Code).
 
 printable(User) when is_binary(User) -> User;
 printable(_) -> <<"null">>.

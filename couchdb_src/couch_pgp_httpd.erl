@@ -4,13 +4,17 @@
 %% can pin its fingerprint before they log in.
 %% `POST /_pgp/session' (logged-in users): a new couch_pgp session for the client
 %% certificate in the body; `GET /_pgp/session': the session of the `X-PGP-Session' token.
-%% The browser client and demo page: couch_pgp_static.
+%% The browser client and demo page: couch_pgp_static. `/_pgp/audit' (server admins):
+%% couch_pgp_audit_httpd.
 -module(couch_pgp_httpd).
 -include_lib("couch/include/couch_db.hrl").
 
 -export([handle_pgp_req/1]).
 
 -spec handle_pgp_req(#httpd{}) -> {ok, term()}.
+%% The audit trail is written whether the plugin is on or off, and readable either way.
+handle_pgp_req(#httpd{path_parts = [<<"_pgp">>, <<"audit">> | _]} = Req) ->
+    couch_pgp_audit_httpd:handle(Req);
 handle_pgp_req(Req) ->
     %% Switched off, every /_pgp path says so (the static client files included).
     couch_pgp_config:enabled() orelse refuse(disabled),
@@ -50,8 +54,10 @@ route(#httpd{method = 'POST', path_parts = [<<"_pgp">>, <<"session">>]} = Req) -
     case couch_pgp_tokens:issue(User, ClientCert) of
         {ok, Token, Session} ->
             Desc = described(couch_pgp_tokens:describe(Token, Session)),
-            couch_log:notice("couch_pgp audit: session created user=~s client=~s",
-                             [User, couch_pgp:fingerprint(couch_pgp_session:client_cert(Session))]),
+            couch_pgp_audit:event(session_created,
+                                  [{user, User},
+                                   {client, couch_pgp:fingerprint(
+                                              couch_pgp_session:client_cert(Session))}]),
             chttpd:send_json(Req, 201, Desc);
         {error, Reason} ->
             refuse(Reason)

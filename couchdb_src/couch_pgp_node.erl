@@ -22,7 +22,9 @@ start_link() ->
         _ = couch_stats:reload(),
         conceal_secrets(),
         ensure_secret(),
-        case couch_pgp_sup:start_link(keystore_opts(), [couch_pgp_switch:child_spec(),
+        %% The audit trail first: the switch records the configuration it starts with.
+        case couch_pgp_sup:start_link(keystore_opts(), [couch_pgp_audit:child_spec(),
+                                                     couch_pgp_switch:child_spec(),
                                                      couch_pgp_cert_index:child_spec()]) of
             {ok, Pid} ->
                 {ok, Pid};
@@ -99,8 +101,13 @@ known_fingerprint() ->
 
 record_fingerprint(Fpr) ->
     case known_fingerprint() of
-        Fpr -> ok;
-        _ -> config:set("couch_pgp", "identity_fingerprint", binary_to_list(Fpr), true)
+        Fpr ->
+            couch_pgp_audit:event(identity_loaded, [{fingerprint, Fpr}]);
+        Was ->
+            %% The first identity this node records (made now, or a key file put in place).
+            Type = case Was of undefined -> identity_created; _ -> identity_changed end,
+            couch_pgp_audit:event(Type, [{fingerprint, Fpr}, {was, Was}]),
+            config:set("couch_pgp", "identity_fingerprint", binary_to_list(Fpr), true)
     end.
 
 log(Level, Format, Args) ->

@@ -39,7 +39,7 @@ init([]) ->
     ok = config:listen_for_changes(?MODULE, nil),
     Enabled = couch_pgp_config:enabled(),
     ok = apply_switch(Enabled),
-    couch_log:notice("couch_pgp audit: config enable=~s at start", [Enabled]),
+    couch_pgp_audit:event(config_loaded, [{enable, Enabled}]),
     warn_policies(Enabled),
     {ok, Enabled}.
 
@@ -56,7 +56,7 @@ handle_cast(enable_changed, Was) ->
             {noreply, Was};
         Now ->
             ok = apply_switch(Now),
-            couch_log:notice("couch_pgp audit: config_changed enable=~s (was ~s)", [Now, Was]),
+            couch_pgp_audit:event(config_changed, [{setting, enable}, {value, Now}, {was, Was}]),
             warn_policies(Now),
             {noreply, Now}
     end;
@@ -80,6 +80,12 @@ handle_info(_Msg, Enabled) ->
 handle_config_change("couch_pgp", "enable", _Value, _Persist, nil) ->
     gen_server:cast(?MODULE, enable_changed),
     {ok, nil};
+%% Every other couch_pgp setting: which key, and its new value unless it is a secret.
+handle_config_change("couch_pgp", Key, Value, Persist, nil) ->
+    couch_pgp_audit:event(config_changed, [{setting, list_to_binary(Key)},
+                                           {value, config_value(Key, Value)},
+                                           {persist, Persist}]),
+    {ok, nil};
 handle_config_change(_Section, _Key, _Value, _Persist, nil) ->
     {ok, nil}.
 
@@ -94,6 +100,11 @@ handle_config_terminate(_Server, _Reason, nil) ->
     end.
 
 %% ----------------------------------------------------------------- internal
+
+config_value(Key, _Value) when Key =:= "passphrase"; Key =:= "secret" -> not_recorded;
+config_value(_Key, deleted) -> deleted;
+config_value(_Key, Value) when is_list(Value) -> unicode:characters_to_binary(Value);
+config_value(_Key, _Value) -> unknown.
 
 apply_switch(true) ->
     %% The key store logs why a key could not be loaded; /_pgp then answers 503.

@@ -58,8 +58,8 @@ certs_of(#doc{body = {Props}}) ->
     couch_util:get_value(?FIELD, Props, []).
 
 audit(Writer, Id, Outcome) ->
-    couch_log:notice("couch_pgp audit: pgp_certs_change ~s by=~s doc=~s",
-                     [Outcome, writer(Writer), Id]).
+    couch_pgp_audit:event(pgp_certs_change, [{outcome, Outcome}, {by, writer(Writer)},
+                                             {doc, Id}]).
 
 %% `_internal' is an admin context with no user name: couch_pgp's own /_pgp/certs (which
 %% logs its own `cert registered' line naming the user) or another part of CouchDB.

@@ -6,10 +6,13 @@
 // certificate registered through one node signs writes accepted on the others; a signed-only
 // database refuses an unsigned write through each node and no copy stores it, while valid
 // signed documents reach every copy, by the cluster's own shard copies and by POST
-// /_replicate between nodes; and require_encryption(_dbs) hold on every node.
+// /_replicate between nodes; require_encryption(_dbs) hold on every node; and each node
+// keeps its own audit chain, which verifies with the cluster's one identity.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { CouchDB, couchdbSkip } from './couchdb.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CouchDB, couchdbSkip, run, REPO } from './couchdb.mjs';
 import * as openpgp from 'openpgp';
 import { connect, Security } from '../../client/src/index.js';
 import { Client, newKey, signDoc, jcs, envelope, channelSeal } from './pgp_client.mjs';
@@ -107,7 +110,7 @@ describe('couch_pgp on a three-node CouchDB cluster', { skip, timeout: 600000 },
       after.push((await couch.request(`/signed/s${k}`, { method: 'PUT', body: doc })).status);
     }
     assert.deepEqual(after, [403, 403, 403]);
-    assert.match(nodes.map((n) => n.log()).join('\n'), new RegExp(`couch_pgp audit: cert removed user=alice cert=${fpr}`));
+    assert.match(nodes.map((n) => n.log()).join('\n'), new RegExp(`couch_pgp audit: cert_removed user=alice cert=${fpr}`));
   });
 
   test('a request captured on its way to one node is refused as a replay by every other', async () => {
@@ -270,7 +273,7 @@ describe('couch_pgp on a three-node CouchDB cluster', { skip, timeout: 600000 },
         || S <- mem3:local_shards(<<"signed3">>)]).`)) === 24, { what: `${n.nodeName}'s shard copies to hold all 24` });
       assert.equal((await n.json('/signed3/_all_docs')).body.rows.length, 24, n.nodeName);
     }
-    assert.deepEqual(nodes.flatMap((n) => n.log().split('\n').filter((l) => /signed_write .*db=signed3 .*refused/.test(l))), []);
+    assert.deepEqual(nodes.flatMap((n) => n.log().split('\n').filter((l) => /signed_doc_refused .*db=signed3/.test(l))), []);
   });
 
   test('a signed-only database refuses an unsigned write through every node, and no copy stores it', async () => {
@@ -330,5 +333,28 @@ describe('couch_pgp on a three-node CouchDB cluster', { skip, timeout: 600000 },
       for (const n of nodes) await n.rpc('config:set("couch_pgp", "require_encryption", "false", false).');
     }
     assert.equal((await nodes[1].json('/records/r1', { auth: aliceAuth })).status, 200);
+  });
+
+  test('each node keeps its own audit chain, verified with the shared identity', async () => {
+    const ident = path.join(nodes[0].dir, 'identity.json');
+    fs.writeFileSync(ident, (await nodes[0].json('/_pgp', { auth: null })).text);
+    const heads = new Set();
+    for (const n of nodes) {
+      assert.equal((await n.json('/_pgp/audit/checkpoint', { method: 'POST' })).status, 200);
+      const r = await n.request('/_pgp/audit/file');
+      assert.equal(r.status, 200);
+      const text = await r.text();
+      const entries = text.trimEnd().split('\n').map((l) => JSON.parse(l));
+      assert.deepEqual([...new Set(entries.map((e) => e.node))], [n.nodeName]);
+      // Every node holds a copy of every shard (n=3): each recorded the signed writes.
+      assert.ok(entries.some((e) => e.type === 'signed_doc_accepted' && e.fields.db === 'signed'), n.nodeName);
+      heads.add(entries[entries.length - 1].hash);
+      const f = path.join(n.dir, 'audit-copy.log');
+      fs.writeFileSync(f, text);
+      const v = await run(path.join(REPO, 'scripts', 'audit_verify'), ['--cert', ident, f]);
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+      assert.match(v.stdout, new RegExp(`node ${n.nodeName}$`, 'm'));
+    }
+    assert.equal(heads.size, nodes.length);
   });
 });

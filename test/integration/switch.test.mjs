@@ -68,7 +68,7 @@ describe('[couch_pgp] enable switches the plugin on and off', { skip, timeout: 6
     assert.equal(cfg.body, 'false');
     await assertOff('installed');
     assert.equal(fs.existsSync(keyFile()), false, 'no identity key while off');
-    assert.match(db.log(), /couch_pgp audit: config enable=false at start/);
+    assert.match(db.log(), /couch_pgp audit: config_loaded enable=false/);
   });
 
   let pinned;
@@ -86,7 +86,7 @@ describe('[couch_pgp] enable switches the plugin on and off', { skip, timeout: 6
     const r = await alice.send('GET', '/records/enc1');
     assert.equal(r.status, 200);
     assert.equal(r.body.note, 'encrypted');
-    assert.match(db.log(mark), /couch_pgp audit: config_changed enable=true \(was false\)/);
+    assert.match(db.log(mark), /couch_pgp audit: config_changed setting=enable value=true was=false/);
   });
 
   test('switched off again: the same session is refused unread, plaintext is CouchDB\'s own', async () => {
@@ -99,7 +99,7 @@ describe('[couch_pgp] enable switches the plugin on and off', { skip, timeout: 6
     assert.equal(r.status, 503);
     assert.equal(r.encrypted, false);
     assert.equal(r.body.error, 'pgp_disabled');
-    assert.match(db.log(mark), /couch_pgp audit: config_changed enable=false \(was true\)/);
+    assert.match(db.log(mark), /couch_pgp audit: config_changed setting=enable value=false was=true/);
     // The key file stays; switching on again loads the same identity.
     assert.equal(fs.existsSync(keyFile()), true);
   });
@@ -125,7 +125,7 @@ describe('[couch_pgp] enable switches the plugin on and off', { skip, timeout: 6
     await db.waitFor(async () => (await db.json('/_pgp', { auth: null })).status === 200, { what: 'on' });
     assert.equal((await db.json('/_pgp', { auth: null })).body.fingerprint, pinned, 'the same identity');
     assert.equal((await setEnable('false')).status, 200);
-    await db.waitFor(async () => /config_changed enable=false/.test(db.log(mark)), { what: 'the audit line' });
+    await db.waitFor(async () => /config_changed setting=enable value=false/.test(db.log(mark)), { what: 'the audit line' });
     assert.match(db.log(mark), /\[warning\].*couch_pgp: disabled, but these policies are still enforced.*require_encryption_dbs=vault, signed_dbs=records/);
     for (const k of ['signed_dbs', 'require_encryption_dbs']) {
       await db.json(`/_node/_local/_config/couch_pgp/${k}`, { method: 'DELETE' });
@@ -137,7 +137,7 @@ describe('[couch_pgp] enable switches the plugin on and off', { skip, timeout: 6
     const r = await db.json('/_pgp', { auth: null });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.fingerprint, pinned);
-    assert.match(db.log(), /couch_pgp audit: config enable=true at start/);
+    assert.match(db.log(), /couch_pgp audit: config_loaded enable=true/);
     // No secret reached the log on the way.
     assert.doesNotMatch(db.log(), new RegExp(db.passphrase));
   });

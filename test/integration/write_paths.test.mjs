@@ -289,15 +289,15 @@ describe('_users: pgp_certs changes only through /_pgp/certs or an admin', { ski
     assert.equal(w.status, 201, w.text);
     const del = await db.json(`/_pgp/certs/${bob.fingerprint}`, { method: 'DELETE', auth: bobAuth });
     assert.equal(del.status, 200, del.text);
-    assert.match(db.log(), /couch_pgp audit: pgp_certs_change allowed by=_internal doc=org.couchdb.user:bob/);
+    assert.match(db.log(), /couch_pgp audit: pgp_certs_change outcome=allowed by=_internal doc=org.couchdb.user:bob/);
   });
 
   test('an admin may set pgp_certs directly, and it is audited', async () => {
     const doc = await userDoc('alice');
     const r = await db.json('/_users/org.couchdb.user:alice', { method: 'PUT', body: { ...doc, pgp_certs: [alice.publicKey.armor()] } });
     assert.equal(r.status, 201, r.text);
-    assert.match(db.log(), new RegExp(`couch_pgp audit: pgp_certs_change allowed by=${db.admin.username} doc=org.couchdb.user:alice`));
-    assert.match(db.log(), /couch_pgp audit: pgp_certs_change refused by=bob doc=org.couchdb.user:bob/);
+    assert.match(db.log(), new RegExp(`couch_pgp audit: pgp_certs_change outcome=allowed by=${db.admin.username} doc=org.couchdb.user:alice`));
+    assert.match(db.log(), /couch_pgp audit: pgp_certs_change outcome=refused by=bob doc=org.couchdb.user:bob/);
     const w = await db.json('/signed/s3', { method: 'PUT', auth: aliceAuth, body: await signDoc({ _id: 's3', n: 3 }, alice) });
     assert.equal(w.status, 201, w.text);
   });
