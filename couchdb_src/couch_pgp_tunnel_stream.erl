@@ -5,8 +5,8 @@
 %% tunnel" is the specification).
 %%
 %% The HTTP body is a chunked stream of frames (couch_pgp_stream_frame): frame 0 is the head
-%% (the inner status and headers, and the request's nonce), then one frame per piece of the
-%% inner body, then a final frame (`{"bytes": N}', or `{"error", "reason"}' when the inner
+%% (the inner status and headers, and the request's nonce), then data frames of at most
+%% 64 KiB of the inner body each, then a final frame (`{"bytes": N}', or `{"error", "reason"}' when the inner
 %% response broke off). Every frame binds the stream's random id and its sequence number, so
 %% a client detects frames reordered, dropped, spliced from another stream, or a stream cut
 %% short (no final frame).
@@ -23,6 +23,13 @@
 %% Plaintext per frame at most 64 KiB, so that sealing stays on a normal scheduler
 %% (couch_pgp_channel's ?DIRTY_ABOVE).
 -define(MAX_PLAIN, 65536).
+%% How long gathered octets wait for more before they leave as a frame of their own.
+-define(FLUSH_MS, 5).
+
+-record(pump, {resp :: term(), keys :: couch_pgp_channel:keys(), id :: binary(),
+               req_id :: term(), timeout :: pos_integer(),
+               seq = 1 :: non_neg_integer(), buf = [] :: iodata(),
+               buffered = 0 :: non_neg_integer(), bytes = 0 :: non_neg_integer()}).
 
 -type spec() :: #{url := string(), headers := [{string(), string()}], method := atom(),
                   body := binary(), timeout := pos_integer()}.
@@ -83,41 +90,75 @@ stream(Req, Keys, Nonce, ReqId, Status, Headers, Timeout) ->
     couch_pgp_stats:count(responses_encrypted),
     {ok, _} = chttpd:send_chunk(Resp, HeadFrame),
     ok = ibrowse:stream_next(ReqId),
-    Final = pump(Resp, Keys, Id, ReqId, 1, 0, Timeout),
+    Final = pump(#pump{resp = Resp, keys = Keys, id = Id, req_id = ReqId, timeout = Timeout}),
     {ok, _} = chttpd:send_chunk(Resp, Final),
     %% The empty chunk that ends the HTTP body.
     {ok, _} = chttpd:send_chunk(Resp, []),
     {ok, Resp}.
 
-%% Seals and sends each piece of the inner body as it comes; returns the final frame.
-pump(Resp, Keys, Id, ReqId, Seq, Bytes, Timeout) ->
+%% Seals and sends the inner body as it comes; returns the final frame. Pieces (what one
+%% socket read gave) are gathered up to a full frame while they keep coming, and whatever is
+%% gathered leaves after ?FLUSH_MS without a new one, so that a bulk transfer goes in full
+%% frames and a feed that trickles (a long poll's answer) is not held back.
+pump(#pump{req_id = ReqId, buf = Buf, buffered = Size, timeout = Timeout} = P) ->
+    Wait = case Size of
+        0 -> Timeout;
+        _ -> ?FLUSH_MS
+    end,
     receive
         {ibrowse_async_response, ReqId, {error, Why}} ->
-            broken_off(Keys, Id, Seq, Why);
+            broken_off(flush(P), Why);
         {ibrowse_async_response, ReqId, Data} ->
-            Seq1 = send_data(Resp, Keys, Id, Seq, iolist_to_binary(Data)),
+            Bin = iolist_to_binary(Data),
+            P1 = P#pump{buf = [Buf, Bin], buffered = Size + byte_size(Bin),
+                        bytes = P#pump.bytes + byte_size(Bin)},
+            P2 = case P1#pump.buffered >= max_payload() of
+                true -> send_full(P1);
+                false -> P1
+            end,
             ok = ibrowse:stream_next(ReqId),
-            pump(Resp, Keys, Id, ReqId, Seq1, Bytes + iolist_size(Data), Timeout);
+            pump(P2);
         {ibrowse_async_response_end, ReqId} ->
+            #pump{keys = Keys, id = Id, seq = Seq, bytes = Bytes} = flush(P),
             seal(Keys, Id, Seq, true, ?JSON_ENCODE({[{<<"bytes">>, Bytes}]}))
-    after Timeout ->
-        broken_off(Keys, Id, Seq, timeout)
+    after Wait ->
+        case Size of
+            0 -> broken_off(P, timeout);
+            _ -> pump(flush(P))
+        end
     end.
 
-send_data(_Resp, _Keys, _Id, Seq, <<>>) ->
-    Seq;
-send_data(Resp, Keys, Id, Seq, Data) ->
-    Max = ?MAX_PLAIN - couch_pgp_stream_frame:header_size(),
-    {Piece, Rest} = case Data of
-        <<P:Max/binary, R/binary>> -> {P, R};
-        _ -> {Data, <<>>}
-    end,
-    {ok, _} = chttpd:send_chunk(Resp, seal(Keys, Id, Seq, false, Piece)),
-    send_data(Resp, Keys, Id, Seq + 1, Rest).
+max_payload() ->
+    ?MAX_PLAIN - couch_pgp_stream_frame:header_size().
+
+%% Sends the full frames gathered, keeps the rest.
+send_full(#pump{buf = Buf} = P) ->
+    send_frames(P, iolist_to_binary(Buf), false).
+
+%% Sends everything gathered.
+flush(#pump{buffered = 0} = P) ->
+    P;
+flush(#pump{buf = Buf} = P) ->
+    send_frames(P, iolist_to_binary(Buf), true).
+
+send_frames(#pump{resp = Resp, keys = Keys, id = Id, seq = Seq} = P, Data, All) ->
+    Max = max_payload(),
+    case Data of
+        <<Piece:Max/binary, Rest/binary>> ->
+            {ok, _} = chttpd:send_chunk(Resp, seal(Keys, Id, Seq, false, Piece)),
+            send_frames(P#pump{seq = Seq + 1}, Rest, All);
+        <<>> ->
+            P#pump{buf = [], buffered = 0};
+        _ when All ->
+            {ok, _} = chttpd:send_chunk(Resp, seal(Keys, Id, Seq, false, Data)),
+            P#pump{seq = Seq + 1, buf = [], buffered = 0};
+        _ ->
+            P#pump{buf = [Data], buffered = byte_size(Data)}
+    end.
 
 %% The inner response ended early: the client learns it from a sealed final frame, not from
 %% a stream that merely stops.
-broken_off(Keys, Id, Seq, Why) ->
+broken_off(#pump{keys = Keys, id = Id, seq = Seq}, Why) ->
     couch_log:error("couch_pgp: a streamed tunnel answer broke off: ~p", [Why]),
     {couch_pgp_status, {_, Error, Reason}} = couch_pgp_http_errors:to_chttpd(tunnel_unreachable),
     seal(Keys, Id, Seq, true, ?JSON_ENCODE({[{<<"error">>, Error}, {<<"reason">>, Reason}]})).
