@@ -39,3 +39,27 @@ sealed_frame_round_trip_test() ->
     {ok, Opened} = couch_pgp_channel:open(Keys, server_to_client, Msg, 1 bsl 20),
     ?assertMatch({ok, #{seq := 1, final := false}}, couch_pgp_stream_frame:parse(Opened)),
     ?assertMatch({error, _}, couch_pgp_channel:open(Keys, client_to_server, Msg, 1 bsl 20)).
+
+%% The README's worked example (test/vectors/stream_example.json, sealed by the JS client):
+%% every frame opens under its s2c key with the NIF, and its plaintext is the layout above.
+readme_example_test() ->
+    {ok, Text} = file:read_file(filename:join([code:lib_dir(couch_pgp), "..", "..", "..", "..",
+                                               "test", "vectors", "stream_example.json"])),
+    {ok, {V}} = couch_pgp:json_decode(Text),
+    S2C = binary:decode_hex(proplists:get_value(<<"s2c_hex">>, V)),
+    Id = binary:decode_hex(proplists:get_value(<<"stream_id_hex">>, V)),
+    {ok, Keys} = couch_pgp_channel:from_secret(<<0:256, S2C/binary>>),
+    Frames = proplists:get_value(<<"frames">>, V),
+    ?assertEqual(3, length(Frames)),
+    lists:foreach(
+        fun({F}) ->
+            Get = fun(K) -> proplists:get_value(K, F) end,
+            <<Len:32, Msg:Len/binary>> = binary:decode_hex(Get(<<"wire_hex">>)),
+            {ok, Plain} = couch_pgp_channel:open(Keys, server_to_client, Msg, 1 bsl 20),
+            ?assertEqual(binary:decode_hex(Get(<<"plaintext_hex">>)), Plain),
+            ?assertEqual({ok, #{id => Id, seq => Get(<<"seq">>), final => Get(<<"final">>),
+                                payload => Get(<<"payload">>)}},
+                         couch_pgp_stream_frame:parse(Plain)),
+            ?assertEqual(Plain, iolist_to_binary(couch_pgp_stream_frame:plaintext(
+                Id, Get(<<"seq">>), Get(<<"final">>), Get(<<"payload">>))))
+        end, Frames).

@@ -125,3 +125,18 @@ test('a stream the server reports broken off rejects with its refusal', async ()
   const list = await frames(parts.slice(0, 2), { finalBody: { error: 'pgp_tunnel_unreachable', reason: 'gone' } });
   await assert.rejects(readAll(list), (e) => e instanceof RequestRefusedError && e.error === 'pgp_tunnel_unreachable');
 });
+
+test("the README's worked example opens to its body (test/vectors/stream_example.json)", async () => {
+  const { readFileSync } = await import('node:fs');
+  const v = JSON.parse(readFileSync(new URL('../../test/vectors/stream_example.json', import.meta.url)));
+  const s2c = await importChannelKey(Uint8Array.from(Buffer.from(v.s2c_hex, 'hex')));
+  const wire = v.frames.map((f) => Uint8Array.from(Buffer.from(f.wire_hex, 'hex')));
+  const s = await openStream(body(wire, 13), s2c, v.nonce);
+  assert.equal(s.status, 200);
+  assert.deepEqual(s.headers, { 'content-type': 'text/plain' });
+  const reader = s.body.getReader();
+  const got = [];
+  for (let r = await reader.read(); !r.done; r = await reader.read()) got.push(...r.value);
+  assert.equal(new TextDecoder().decode(new Uint8Array(got)), v.body);
+  await assert.rejects(openStream(body(wire), s2c, 'another nonce'), protocol(/another request/));
+});
