@@ -339,7 +339,8 @@ export class Connection {
       if (this.#opts.onExchange) {
         const wire = { method: 'POST', url, status: r.status, headers: r.headers, mode: 'channel',
           request: toBase64(message), response: '(sealed stream)' };
-        this.#opts.onExchange({ wire, request: shown, response: { status: r.status, streamed: true } });
+        this.#opts.onExchange({ wire, request: shown, response: { status: r.status, streamed: true,
+          content_type: 'text/plain', body: '(a sealed stream: its frames are opened as they arrive)' } });
       }
       return { streamed: r };
     }
