@@ -228,6 +228,37 @@ describe('streaming through the tunnel', { skip, timeout: 600000 }, () => {
     assert.equal(bad.body.error, 'pgp_tunnel_request');
   });
 
+  // The ibrowse connections a request process opened (the streamed tunnel's own; the
+  // buffered tunnel's pooled ones belong to ibrowse's load balancer, not to chttpd).
+  const ibrowseWorkers = async () => Number(await db.rpc(
+    "length([P || P <- erlang:processes(), {dictionary, D} <- [erlang:process_info(P, dictionary)], "
+    + "proplists:get_value('$initial_call', D) =:= {ibrowse_http_client, init, 1}, "
+    + "lists:member(chttpd, proplists:get_value('$ancestors', D, []))])."));
+
+  test('a client that goes away mid-stream: the node stops the inner request and its connection', async () => {
+    const big = randomBytes(24 * 1024 * 1024);
+    const put = await db.request(`/${DB}/bigscan/big.bin`, { method: 'PUT', body: big,
+      headers: { 'Content-Type': 'application/octet-stream' }, timeoutMs: 120000 });
+    assert.equal(put.status, 201);
+    // A connection on the real fetch: this suite's recording one reads every answer whole.
+    const direct = await connect(db.url, { pin: fingerprint });
+    await direct.login(ALICE.username, ALICE.password);
+    const before = await ibrowseWorkers();
+    const logAt = db.log().length;
+    const r = await direct.request(`/${DB}/bigscan/big.bin`, { stream: true });
+    const reader = r.body.getReader();
+    const first = await reader.read();
+    assert.ok(first.value.length > 0);
+    assert.equal(await ibrowseWorkers(), before + 1, 'one connection of its own while it streams');
+    await reader.cancel();
+    await db.waitFor(async () => (await ibrowseWorkers()) === before,
+      { timeoutMs: 20000, what: 'the streamed answer\'s ibrowse connection to end' });
+    // What the node logs about it: never a frame's contents.
+    const errors = db.logErrors(logAt).join('\n');
+    console.log(`# node log errors after the cut: ${JSON.stringify(errors.slice(0, 400))}`);
+    assert.equal(errors.indexOf(big.subarray(0, 16).toString('latin1')), -1);
+  });
+
   test('the wire carries no document id, field value or attachment content', () => {
     assert.ok(wire.length > 10);
     const attSample = ATT.subarray(1000, 1032);
@@ -237,5 +268,9 @@ describe('streaming through the tunnel', { skip, timeout: 600000 }, () => {
       assert.equal(w.body.indexOf(attSample), -1, 'attachment bytes on the wire');
       assert.ok(!text.includes('late'), 'the longpoll document on the wire');
     }
+    // Nor the node's log, after streams cut off and refused (ids are in its request log, as
+    // for every request CouchDB runs; field values never).
+    const nodeLog = db.log();
+    for (const s of secrets.filter((x) => /^(MRN|Diagnosis)-/.test(x))) assert.ok(!nodeLog.includes(s), `${s} in the log`);
   });
 });
