@@ -109,6 +109,11 @@ describe('streaming through the tunnel', { skip, timeout: 600000 }, () => {
     const view = await (await conn.request(`/${DB}/_design/v/_view/by_n?limit=50&skip=10`, { stream: true })).json();
     const wantView = await plain(`/${DB}/_design/v/_view/by_n?limit=50&skip=10`);
     assert.deepEqual(view, wantView);
+    // CouchDB's own errors stream as they are: the inner status is in the head.
+    const missing = await conn.request(`/${DB}/no-such-doc`, { stream: true, tunnel: true });
+    assert.equal(missing.streamed, true);
+    assert.equal(missing.status, 404);
+    await assert.rejects(missing.checked(), (e) => e.status === 404 && e.error === 'not_found');
   });
 
   test('a 3 MiB attachment arrives in many frames, byte for byte', async () => {
