@@ -1,5 +1,5 @@
 # Common commands; see README.md.
-.PHONY: fuzz fuzz-smoke fuzz-http setup build demo demo-local test test-all lint clippy xref dialyzer test-rust test-erlang test-client bench clean install uninstall test-integration bench-http load
+.PHONY: fuzz fuzz-smoke fuzz-http setup build demo demo-local test test-all lint clippy xref dialyzer test-rust test-erlang test-client bench clean install uninstall test-integration bench-http bench-stream load
 
 setup:
 	sh scripts/setup.sh
@@ -74,6 +74,11 @@ bench: setup build
 # copied, never modified); see bench/http/run.mjs. QUICK=1 for a short run.
 bench-http: build
 	COUCH_PGP_IT_PREBUILT=1 sh scripts/with_couchdb.sh node bench/http/run.mjs
+
+# The node's memory while a 50,000-change feed and a 50 MiB attachment pass: plain, through
+# the buffered tunnel and through the streamed tunnel (bench/stream/run.mjs). Not in make test.
+bench-stream: build
+	COUCH_PGP_IT_PREBUILT=1 sh scripts/with_couchdb.sh node bench/stream/run.mjs
 
 # Encrypted writes through a three-node cluster, each acknowledged one read back through
 # another node and compared (bench/load/run.mjs). LOAD_WRITES=... for fewer than 10000.

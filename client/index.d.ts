@@ -84,6 +84,9 @@ export interface RequestInit {
   headers?: Record<string, string>;
   /** Force or forbid the tunnel for this request. */
   tunnel?: boolean;
+  /** A tunnelled answer comes as sealed frames, checked as they arrive (channel mode only;
+   *  a per-message session gets the buffered answer). Read it from `body`. */
+  stream?: boolean;
 }
 
 export function connect(url: string | URL, opts: ConnectOptions): Promise<Connection>;
@@ -120,6 +123,11 @@ export class PGPResponse {
   /** Whether it came through /_pgp/tunnel. */
   readonly tunnelled: boolean;
   readonly encrypted: true;
+  /** Whether it arrived as a sealed stream of frames. */
+  readonly streamed: boolean;
+  /** The checked octets as they arrive; errors (ProtocolError) if the stream is cut short,
+   *  reordered or altered. A streamed answer is read once. */
+  readonly body: ReadableStream<Uint8Array>;
   bytes(): Promise<Uint8Array>;
   text(): Promise<string>;
   json<T = any>(): Promise<T>;

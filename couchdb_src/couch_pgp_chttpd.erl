@@ -41,6 +41,13 @@ before_request(#httpd{mochi_req = M} = Req) ->
 before_response(Req, Code, Headers, Body) ->
     case couch_pgp_context:get() of
         undefined -> [Req, Code, Headers, Body];
+        %% The tunnel's stream: every frame is sealed before it is written (only its start
+        %% passes here, once; see couch_pgp_tunnel_stream).
+        Ctx when Body =:= chunked ->
+            case couch_pgp_context:take_sealed_stream() of
+                true -> [Req, Code, Headers, Body];
+                false -> encrypt_response(Ctx, Req, Code, Headers, Body)
+            end;
         Ctx -> encrypt_response(Ctx, Req, Code, Headers, Body)
     end.
 

@@ -29,7 +29,7 @@
     | bad_envelope | bad_nonce | head_not_supported | wrong_method | wrong_path | stale | replay
     | no_channel | no_cert | bad_cert | cert_expired | cert_revoked | cert_not_yet_valid
     | cert_policy_rejected | no_encryption_key
-    | tunnel_plaintext | tunnel_request | tunnel_base64
+    | tunnel_plaintext | tunnel_request | tunnel_base64 | stream_needs_channel
     %% 404
     | cert_not_registered
     %% 406
@@ -51,7 +51,7 @@ reasons() ->
      bad_envelope, bad_nonce, head_not_supported, wrong_method, wrong_path, stale, replay,
      no_channel, no_cert, bad_cert, cert_expired, cert_revoked, cert_not_yet_valid,
      cert_policy_rejected, no_encryption_key,
-     tunnel_plaintext, tunnel_request, tunnel_base64,
+     tunnel_plaintext, tunnel_request, tunnel_base64, stream_needs_channel,
      cert_not_registered,
      streamed, unsupported_body,
      too_large,
@@ -149,6 +149,9 @@ to_chttpd(tunnel_request) ->
        "strings, and headers as an object of strings.">>};
 to_chttpd(tunnel_base64) ->
     {bad_request, <<"pgp_tunnel_request">>, <<"Bad base64 body.">>};
+to_chttpd(stream_needs_channel) ->
+    {bad_request, <<"pgp_stream_needs_channel">>,
+     <<"A streamed tunnel answer is sealed with the session channel: send the request with X-PGP-Channel: 1.">>};
 %% 404
 to_chttpd(cert_not_registered) ->
     {not_found, <<"No such certificate registered to this user.">>};

@@ -11,10 +11,12 @@
 %%    "headers": {"Accept": "application/json"}, "body": "", "body_base64": false}
 %% Tunnel response (encrypted like any other):
 %%   {"status": 200, "headers": {"content-type": "..."}, "body": "...", "body_base64": false}
+%% With `"stream": true' (channel mode) the answer is instead a stream of sealed frames
+%% (couch_pgp_tunnel_stream), so that a large answer is never held whole.
 -module(couch_pgp_tunnel).
 -include_lib("couch/include/couch_db.hrl").
 
--export([handle/1, is_inner/1]).
+-export([handle/1, is_inner/1, response_headers/1]).
 
 -define(MARK_HEADER, "X-PGP-Tunnel-Mark").
 
@@ -24,21 +26,36 @@
 handle(#httpd{method = 'POST'} = Req) ->
     couch_pgp_context:is_encrypted() orelse refuse(tunnel_plaintext),
     {Props} = chttpd:json_body_obj(Req),
-    Inner = parse_inner(Props),
-    {Status, RespHeaders, RespBody} = run(Req, Inner),
+    case parse_inner(Props) of
+        #{stream := true} = Inner -> stream(Req, Inner);
+        Inner -> buffered(Req, Inner)
+    end;
+handle(Req) ->
+    chttpd:send_method_not_allowed(Req, "POST").
+
+%% The whole inner response in one JSON answer, which before_response encrypts.
+buffered(Req, Inner) ->
+    {Status, RespHeaders, RespBody} = run(spec(Req, Inner)),
     {Body, IsBase64} = case unicode:characters_to_binary(RespBody) of
         Text when is_binary(Text) -> {Text, false};
         _ -> {base64:encode(RespBody), true}
     end,
     chttpd:send_json(Req, 200, {[
         {<<"status">>, Status},
-        {<<"headers">>, {[{list_to_binary(string:lowercase(K)), list_to_binary(V)}
-                          || {K, V} <- RespHeaders, keep_response_header(K)]}},
+        {<<"headers">>, {response_headers(RespHeaders)}},
         {<<"body">>, Body},
         {<<"body_base64">>, IsBase64}
-    ]});
-handle(Req) ->
-    chttpd:send_method_not_allowed(Req, "POST").
+    ]}).
+
+%% Frames sealed one by one under the channel's server-to-client key; per-message mode would
+%% need a public-key encryption and a signature per frame, so it is refused instead.
+stream(Req, Inner) ->
+    case couch_pgp_context:get() of
+        #{channel := Keys, nonce := Nonce} when Keys =/= undefined ->
+            couch_pgp_tunnel_stream:run(Req, Keys, Nonce, spec(Req, Inner));
+        _ ->
+            refuse(stream_needs_channel)
+    end.
 
 parse_inner(Props) ->
     case couch_pgp_tunnel_request:parse(Props) of
@@ -57,16 +74,18 @@ refuse(Reason) ->
 
 %% The inner request goes to this node's own listener, authenticated exactly as the outer
 %% one was.
-run(Req, #{method := Method, path := Path, query := Query, headers := Headers,
-           content_type := CType, body := Body}) ->
+spec(Req, #{method := Method, path := Path, query := Query, headers := Headers,
+            content_type := CType, body := Body}) ->
     Credentials = [{K, V} || K <- ["Authorization", "Cookie"],
                              V <- [chttpd:header_value(Req, K)], V =/= undefined],
     Url = lists:flatten([loopback_base(), binary_to_list(Path),
                          [[$?, binary_to_list(Query)] || Query =/= <<>>]]),
     AllHeaders = [{"Content-Type", binary_to_list(CType)}, {?MARK_HEADER, mark()}
                   | Credentials ++ Headers],
-    case ibrowse:send_req(Url, AllHeaders, Method, Body,
-                          [{response_format, binary}], ?TIMEOUT) of
+    #{url => Url, headers => AllHeaders, method => Method, body => Body, timeout => ?TIMEOUT}.
+
+run(#{url := Url, headers := Headers, method := Method, body := Body, timeout := Timeout}) ->
+    case ibrowse:send_req(Url, Headers, Method, Body, [{response_format, binary}], Timeout) of
         {ok, Status, RespHeaders, RespBody} ->
             {list_to_integer(Status), RespHeaders, RespBody};
         {error, Why} ->
@@ -82,6 +101,13 @@ loopback_base() ->
         Addr -> Addr
     end,
     "http://" ++ Host ++ ":" ++ Port.
+
+%% @doc The inner response headers a tunnel answer carries (lowercase names), as members of
+%% a JSON object.
+-spec response_headers([{string(), string()}]) -> [{binary(), binary()}].
+response_headers(Headers) ->
+    [{list_to_binary(string:lowercase(K)), list_to_binary(V)}
+     || {K, V} <- Headers, keep_response_header(K)].
 
 keep_response_header(K) ->
     lists:member(string:lowercase(K), ["content-type", "etag", "location", "x-couch-request-id",

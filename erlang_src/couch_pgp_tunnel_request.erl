@@ -9,7 +9,7 @@
 
 -type inner() :: #{method := get | head | post | put | delete | copy, path := binary(),
                    query := binary(), headers := [{string(), string()}],
-                   content_type := binary(), body := binary()}.
+                   content_type := binary(), body := binary(), stream := boolean()}.
 
 %% Headers the caller may not set on the inner request: hop-by-hop ones, and the
 %% credentials, which are always the outer request's own.
@@ -17,7 +17,8 @@
                   "transfer-encoding", "content-type", "x-pgp-session", "x-pgp-tunnel-mark"]).
 
 %% @doc Checks an inner request, given as the members of the decoded JSON object:
-%% `{error, tunnel_request}' for anything but the documented shape, `{error, tunnel_base64}'
+%% `stream' (optional, a boolean, default false) asks for the answer as a sealed stream
+%% (couch_pgp_tunnel_stream). `{error, tunnel_request}' for anything but the documented shape, `{error, tunnel_base64}'
 %% for a `body_base64' body that is not base64.
 -spec parse([{binary(), term()}]) -> {ok, inner()} | {error, tunnel_request | tunnel_base64}.
 parse(Props) when is_list(Props) ->
@@ -25,6 +26,7 @@ parse(Props) when is_list(Props) ->
     Path = value(<<"path">>, Props, undefined),
     Query = value(<<"query">>, Props, <<>>),
     Body0 = value(<<"body">>, Props, <<>>),
+    Stream = value(<<"stream">>, Props, false),
     case value(<<"headers">>, Props, {[]}) of
         {Headers} when is_list(Headers) ->
             Valid = lists:member(Method, [<<"GET">>, <<"HEAD">>, <<"POST">>, <<"PUT">>,
@@ -34,7 +36,8 @@ parse(Props) when is_list(Props) ->
                 andalso binary:first(<<Path/binary, " ">>) =:= $/
                 andalso binary:match(Path, [<<"\r">>, <<"\n">>, <<" ">>, <<"#">>, <<"?">>]) =:= nomatch
                 andalso binary:match(Query, [<<"\r">>, <<"\n">>, <<" ">>, <<"#">>]) =:= nomatch
-                andalso not tunnel_path(Path),
+                andalso not tunnel_path(Path)
+                andalso is_boolean(Stream),
             case Valid of
                 true -> with_body(Method, Path, Query, Headers, Body0, Props);
                 false -> {error, tunnel_request}
@@ -64,7 +67,7 @@ with_body(Method, Path, Query, Headers, Body0, Props) ->
                    headers => [{binary_to_list(K), binary_to_list(V)} || {K, V} <- Headers,
                                not lists:member(string:lowercase(binary_to_list(K)), ?DROPPED)],
                    content_type => header(Headers, <<"content-type">>, <<"application/json">>),
-                   body => Body}}
+                   body => Body, stream => value(<<"stream">>, Props, false)}}
     end.
 
 %% As couch_util:get_value/3: the first member of that name.

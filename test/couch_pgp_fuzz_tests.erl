@@ -149,13 +149,13 @@ prop_tunnel_text() ->
 tunnel_answer({error, tunnel_request}) -> true;
 tunnel_answer({error, tunnel_base64}) -> true;
 tunnel_answer({ok, #{method := M, path := <<"/", _/binary>> = P, query := Q, headers := Hs,
-                     content_type := CT, body := B}}) ->
+                     content_type := CT, body := B, stream := S}}) ->
     Dropped = ["host", "content-length", "authorization", "cookie", "connection",
                "transfer-encoding", "content-type", "x-pgp-session", "x-pgp-tunnel-mark"],
     lists:member(M, [get, head, post, put, delete, copy])
         andalso binary:match(P, [<<"\r">>, <<"\n">>, <<" ">>, <<"#">>, <<"?">>]) =:= nomatch
         andalso binary:match(Q, [<<"\r">>, <<"\n">>, <<" ">>, <<"#">>]) =:= nomatch
-        andalso is_binary(CT) andalso is_binary(B)
+        andalso is_binary(CT) andalso is_binary(B) andalso is_boolean(S)
         andalso lists:all(fun({K, V}) ->
                               not lists:member(string:lowercase(K), Dropped)
                                   andalso not lists:member($\r, K ++ V)
@@ -173,6 +173,7 @@ tunnel_members() ->
                                    {list({utf8(), any_json()})}, any_json()])},
             {<<"body">>, oneof([utf8(), base64_of(binary()), any_json()])},
             {<<"body_base64">>, oneof([boolean(), any_json()])},
+            {<<"stream">>, oneof([boolean(), any_json()])},
             {utf8(), any_json()}
          ])),
          Ms).

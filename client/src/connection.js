@@ -18,6 +18,7 @@ import {
   verifyDetached,
 } from './pgp.js';
 import { Security, privateKeyOf, verifySignedDoc } from './security.js';
+import { STREAM_TYPE, openStream } from './stream.js';
 import { fromBase64, fromBase64Strict, randomBase64, toBase64, toBytes } from './bytes.js';
 
 const PGP_TYPE = 'application/pgp-encrypted';
@@ -181,7 +182,10 @@ export class Connection {
    * couch_pgp itself refuses or something about the answer does not check out.
    * @param {string} path  absolute path with optional query, e.g. `/db/doc?rev=1-x`
    * @param {{method?: string, body?: unknown, headers?: Record<string,string>,
-   *          tunnel?: boolean}} [init]
+   *          tunnel?: boolean, stream?: boolean}} [init]  `stream`: a tunnelled answer comes
+   *   as sealed frames, checked one by one as they arrive (`response.body` is a ReadableStream
+   *   that errors if the stream is cut short or altered); channel mode only, a per-message
+   *   session gets the buffered answer
    */
   async request(path, init = {}) {
     if (typeof path !== 'string' || !path.startsWith('/')) throw new TypeError('path must start with /');
@@ -211,9 +215,17 @@ export class Connection {
       method, path: pathname, query, headers: innerHeaders,
       body: bytes !== undefined ? toBase64(bytes) : text, body_base64: bytes !== undefined,
     };
+    const stream = init.stream === true && session.channel !== undefined;
+    if (stream) inner.stream = true;
     const tunnelPath = this.#path('/_pgp/tunnel');
     const env = envelope('POST', tunnelPath, '', 'application/json', JSON.stringify(inner));
-    const { env: resp } = await this.#exchange(`${this.#base}/_pgp/tunnel`, env, session, key, headers);
+    const { env: resp, streamed } = await this.#exchange(`${this.#base}/_pgp/tunnel`, env, session, key, headers,
+      env, { stream });
+    if (streamed) {
+      const opened = await openStream(streamed.body, session.channel.s2c, env.nonce);
+      const h = new Headers(opened.headers);
+      return new PGPResponse(opened.status, h, h.get('content-type') || '', undefined, true, opened.body);
+    }
     const body = parseJSON(resp.body);
     refuseErrors(resp.status, body);
     if (resp.status !== 200 || typeof body.status !== 'number') {
@@ -307,7 +319,7 @@ export class Connection {
   /** Seals `env` for `peer` (a session: its channel if it has one, else its certificate; or
    *  {cert: identity} for a login), sends it, and opens the answer (checked signer or channel
    *  key, nonce and status). onExchange sees `shown` (the envelope, a login's password hidden). */
-  async #exchange(url, env, peer, key, headers, shown = env) {
+  async #exchange(url, env, peer, key, headers, shown = env, { stream = false } = {}) {
     const { channel } = peer;
     const message = channel
       ? await sealData(channel.c2s, new TextEncoder().encode(JSON.stringify(env)))
@@ -319,6 +331,19 @@ export class Connection {
       method: 'POST', credentials: this.#opts.credentials, body: message,
       headers: { ...this.#opts.headers, ...outer, 'Content-Type': PGP_TYPE, Accept: 'application/json' },
     });
+    // A streamed answer is read frame by frame by the caller (openStream checks it); only
+    // asked for in channel mode, and only ever accepted when asked for.
+    if (stream && channel && r.status === 200 && r.headers.get('x-pgp-encrypted') === '1'
+        && r.headers.get('x-pgp-channel') === '1'
+        && (r.headers.get('content-type') || '').toLowerCase().startsWith(STREAM_TYPE)) {
+      if (this.#opts.onExchange) {
+        const wire = { method: 'POST', url, status: r.status, headers: r.headers, mode: 'channel',
+          request: toBase64(message), response: '(sealed stream)' };
+        this.#opts.onExchange({ wire, request: shown, response: { status: r.status, streamed: true,
+          content_type: 'text/plain', body: '(a sealed stream: its frames are opened as they arrive)' } });
+      }
+      return { streamed: r };
+    }
     const wireBytes = new Uint8Array(await r.arrayBuffer());
     const wireText = new TextDecoder().decode(wireBytes);
     const contentType = r.headers.get('content-type') || '';
@@ -457,22 +482,45 @@ export class Connection {
   }
 }
 
-/** A decrypted, verified answer, shaped like fetch's Response. */
+/** A decrypted, verified answer, shaped like fetch's Response. A streamed one (`streamed`)
+ *  is read once, from `body` or with bytes()/text()/json(), which wait for the final frame. */
 export class PGPResponse {
-  #bytes;
+  #bytes; #stream;
 
-  constructor(status, headers, contentType, bytes, tunnelled) {
+  constructor(status, headers, contentType, bytes, tunnelled, stream) {
     this.status = status;
     this.ok = status >= 200 && status < 300;
     this.headers = headers;
     this.contentType = contentType;
     this.tunnelled = tunnelled;
     this.encrypted = true;
+    this.streamed = stream !== undefined;
     this.#bytes = bytes;
+    this.#stream = stream;
   }
 
-  async bytes() { return this.#bytes; }
-  async text() { return new TextDecoder().decode(this.#bytes); }
+  /** The body as a ReadableStream of checked octets. */
+  get body() {
+    if (this.#stream) return this.#stream;
+    const bytes = this.#bytes;
+    return new ReadableStream({ start(c) { if (bytes.length) c.enqueue(bytes); c.close(); } });
+  }
+
+  async bytes() {
+    if (this.#bytes === undefined) {
+      const parts = [];
+      let n = 0;
+      // getReader, not for-await: not every browser iterates a ReadableStream.
+      const reader = this.#stream.getReader();
+      for (let r = await reader.read(); !r.done; r = await reader.read()) { parts.push(r.value); n += r.value.length; }
+      const all = new Uint8Array(n);
+      let at = 0;
+      for (const p of parts) { all.set(p, at); at += p.length; }
+      this.#bytes = all;
+    }
+    return this.#bytes;
+  }
+  async text() { return new TextDecoder().decode(await this.bytes()); }
   async json() { return JSON.parse(await this.text()); }
 
   /** The JSON body when ok; otherwise throws CouchError with CouchDB's error and reason. */

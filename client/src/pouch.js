@@ -1,15 +1,17 @@
 // A `fetch` for PouchDB's HTTP adapter (`new PouchDB(url, { fetch: pouchFetch(connection) })`):
 // every request PouchDB makes goes through the couch_pgp connection (in place, or through
 // /_pgp/tunnel for streaming endpoints and attachments, as Connection.request decides) and
-// comes back as a standard Response built from the decrypted, checked answer.
+// comes back as a standard Response built from the decrypted, checked answer. In channel
+// mode a tunnelled answer is streamed: the Response's body gives each sealed frame's octets
+// once the frame is checked, and errors if the stream is cut short or altered.
 //
 // Credentials are the connection's: log in with connection.login() first. PouchDB's own
 // Authorization header (from `auth` or user:password in the URL) and any Cookie header are
 // dropped here, so the password never crosses the wire in plaintext.
 import { NotLoggedInError, RequestRefusedError, SessionExpiredError } from './errors.js';
 
-/** Longest a `_changes?feed=longpoll` may wait (ms): the tunnel buffers the whole answer, so a
- *  poll holds one request (and its memory) open until it returns. */
+/** Longest a `_changes?feed=longpoll` may wait (ms): a poll holds one request (and, in
+ *  per-message mode where the tunnel buffers, its whole answer) open until it returns. */
 export const LONGPOLL_TIMEOUT = 10000;
 
 // Response headers that describe the real resource; the outer ones (content-length of the
@@ -42,7 +44,8 @@ export function pouchFetch(connection, { longpollTimeout = LONGPOLL_TIMEOUT } = 
     if (typeof body === 'string' && !headers['content-type']) headers['content-type'] = 'application/json';
     const path = (url.pathname.slice(basePath.length) || '/') + query(url, longpollTimeout);
     // HEAD cannot be encrypted in place (no body to carry the answer): the tunnel runs it.
-    const sent = connection.request(path, { method, body, headers, tunnel: method === 'HEAD' ? true : undefined })
+    const sent = connection.request(path, { method, body, headers, tunnel: method === 'HEAD' ? true : undefined,
+      stream: true })
       .then(toResponse, refusalResponse);
     if (!signal) return sent;
     // The request runs to its end on the server either way; PouchDB only stops waiting.
@@ -83,9 +86,12 @@ async function toResponse(r) {
   for (const [k, v] of r.headers) if (!OUTER_ONLY.test(k)) headers.set(k, v);
   if (r.tunnelled && r.headers.get('etag')) headers.set('etag', r.headers.get('etag'));
   if (r.contentType) headers.set('content-type', r.contentType);
+  if (r.streamed && !empty(r.status)) return respond(r.status, headers, r.body);
   const bytes = await r.bytes();
   return respond(r.status, headers, bytes);
 }
+
+const empty = (status) => status === 204 || status === 205 || status === 304;
 
 // couch_pgp's own refusals (pgp_*, 406, 413, not logged in) become CouchDB-shaped error
 // responses, so PouchDB reports them as it reports CouchDB's; anything that could not be
@@ -103,9 +109,9 @@ function refusalResponse(e) {
     new TextEncoder().encode(JSON.stringify(body)));
 }
 
-function respond(status, headers, bytes) {
-  const empty = status === 204 || status === 205 || status === 304;
-  const res = new Response(empty ? null : bytes, { status, headers });
+/** @param {Uint8Array|ReadableStream<Uint8Array>} body */
+function respond(status, headers, body) {
+  const res = new Response(empty(status) ? null : body, { status, headers });
   // PouchDB's node build reads attachments with response.buffer() when it exists.
   if (typeof globalThis.Buffer === 'function') {
     Object.defineProperty(res, 'buffer', { value: async () => globalThis.Buffer.from(await res.arrayBuffer()) });

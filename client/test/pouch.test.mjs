@@ -24,7 +24,7 @@ test('credentials and other headers stay out; the body type goes in', async () =
   const r = await f('http://couch.test/base/db/_bulk_docs', { method: 'POST', body: '{"docs":[]}',
     headers: new Headers({ Authorization: 'Basic YTpi', Cookie: 'x=1', 'Content-Type': 'application/json', Accept: 'application/json' }) });
   assert.deepEqual(calls, [{ path: '/db/_bulk_docs', method: 'POST', body: '{"docs":[]}',
-    headers: { 'content-type': 'application/json' }, tunnel: undefined }]);
+    headers: { 'content-type': 'application/json' }, tunnel: undefined, stream: true }]);
   assert.equal(r.status, 200);
   assert.equal(r.headers.get('content-type'), 'application/json');
   assert.equal(r.headers.get('content-length'), null, 'the wrapper length is not the resource length');
@@ -81,4 +81,24 @@ test('an aborted signal rejects at once', async () => {
   const p = f('http://couch.test/base/db/_changes?feed=longpoll', { signal: c.signal });
   c.abort();
   await assert.rejects(p, (e) => e.name === 'AbortError');
+});
+
+test('a streamed answer reaches PouchDB as a streaming body, its errors as errors', async () => {
+  const enc = new TextEncoder();
+  const streamOf = (parts, error) => new ReadableStream({
+    pull(c) {
+      if (parts.length) c.enqueue(enc.encode(parts.shift()));
+      else if (error) c.error(error);
+      else c.close();
+    },
+  });
+  const { calls, f } = stand((path) => new PGPResponse(200, new Headers({ 'content-type': 'application/json' }),
+    'application/json', undefined, true, path.includes('broken')
+      ? streamOf(['{"results":['], new ProtocolError('stream: the answer ended before its final frame (truncated)'))
+      : streamOf(['{"results":[', ']', ',"last_seq":"9"}'])));
+  const r = await f('http://couch.test/base/db/_changes?since=0');
+  assert.equal(calls[0].stream, true);
+  assert.deepEqual(await r.json(), { results: [], last_seq: '9' });
+  const broken = await f('http://couch.test/base/db/_changes?broken=1');
+  await assert.rejects(broken.text(), ProtocolError);
 });

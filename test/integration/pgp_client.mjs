@@ -124,6 +124,66 @@ export async function channelOpen(bytes, keyBytes) {
   return new TextDecoder('utf-8', { fatal: true }).decode(m.data);
 }
 
+/** Opens a channel message (binary) under a channel key; the octets inside. */
+export async function channelOpenBytes(bytes, keyBytes) {
+  const m = await openpgp.decrypt({
+    message: await openpgp.readMessage({ binaryMessage: bytes }),
+    sessionKeys: channelKey(keyBytes), format: 'binary',
+  });
+  return Buffer.from(m.data);
+}
+
+/** Splits a streamed tunnel answer (README "Streaming through the tunnel") into its sealed
+ *  frames: each is a 32-bit big-endian length and that many octets. Throws on a cut frame. */
+export function streamFrames(bytes) {
+  const frames = [];
+  let at = 0;
+  while (at < bytes.length) {
+    if (at + 4 > bytes.length) throw new Error('stream: cut inside a length');
+    const len = bytes.readUInt32BE(at);
+    if (at + 4 + len > bytes.length) throw new Error('stream: cut inside a frame');
+    frames.push(bytes.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  return frames;
+}
+
+/** Opens and checks every frame of a streamed answer under s2c, as the README says a client
+ *  must: version 1, one stream id, sequence 0, 1, 2 ..., the head echoing `nonce`, exactly one
+ *  final frame and it last, its byte count equal to the body's. Returns {head, body, frames,
+ *  final}. */
+export async function openStreamBytes(bytes, s2c, nonce) {
+  const frames = streamFrames(bytes);
+  const parts = [];
+  let id; let head; let final;
+  for (let i = 0; i < frames.length; i += 1) {
+    const plain = await channelOpenBytes(frames[i], s2c);
+    if (plain[0] !== 1) throw new Error(`frame ${i}: version ${plain[0]}`);
+    const frameId = plain.subarray(1, 17).toString('hex');
+    const seq = plain.readUInt32BE(17);
+    const flags = plain[21];
+    const payload = plain.subarray(22);
+    if (seq !== i) throw new Error(`frame ${i}: sequence number ${seq}`);
+    if (i === 0) id = frameId;
+    else if (frameId !== id) throw new Error(`frame ${i}: another stream`);
+    if (flags !== 0 && flags !== 1) throw new Error(`frame ${i}: flags ${flags}`);
+    if (final) throw new Error(`frame ${i}: after the final frame`);
+    if (i === 0) {
+      if (flags !== 0) throw new Error('the head is marked final');
+      head = JSON.parse(payload.toString('utf8'));
+      if (head.nonce !== nonce) throw new Error('the head answers another request');
+    } else if (flags === 1) {
+      final = JSON.parse(payload.toString('utf8'));
+    } else {
+      parts.push(payload);
+    }
+  }
+  if (!final) throw new Error('no final frame');
+  const body = Buffer.concat(parts);
+  if (final.error === undefined && final.bytes !== body.length) throw new Error('final byte count');
+  return { head, body, frames, final };
+}
+
 /** A client session against one CouchDB node (the harness's CouchDB object). */
 export class Client {
   constructor(db, auth, key) {

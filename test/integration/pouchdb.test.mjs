@@ -136,6 +136,8 @@ describe('PouchDB syncs through couch_pgp', { skip, timeout: 600000 }, () => {
     assert.equal(Buffer.from(att).toString('base64'), one._attachments['scan.bin'].data);
     // And the server verified each: a checkpoint was written, _local through couch_pgp.
     assert.ok(wire.some((w) => w.url.endsWith('/_pgp/tunnel')));
+    // In channel mode the tunnelled answers (_changes, the attachment) came as sealed streams.
+    assert.ok(wire.some((w) => /"x-pgp-stream","1"/.test(w.resHeaders)), 'a streamed tunnel answer');
   });
 
   test('a live (longpoll) pull picks up a change written by another client', async () => {
