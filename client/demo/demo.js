@@ -19,6 +19,7 @@ let local; // this browser's PouchDB (IndexedDB): every record, readable offline
 let remote; // the CouchDB database, reached through couch_pgp
 let sync = null; // the live two-way replication while online
 let pending; // ids saved on this device and not yet pushed (kept across reloads)
+let savedOffline = null; // the id the read-back panel says is waiting
 
 function show(el, on = true) { el.hidden = !on; }
 
@@ -196,6 +197,7 @@ async function save() {
   $('record-form').reset();
   if (!navigator.onLine) {
     idleStatus();
+    savedOffline = doc._id;
     $('readback-status').textContent = 'Saved on this device, signed. Offline: it is sent (encrypted) when the page is back online.';
     show($('readback-doc'), false);
     show($('readback'));
@@ -204,6 +206,7 @@ async function save() {
     return;
   }
   // Online: push it now, then read it back from CouchDB and check the signature there.
+  savedOffline = null;
   await local.replicate.to(remote, { doc_ids: [doc._id] });
   pushed([doc._id]);
   // Through the tunnel, so that the record's id is not in a path on the wire either.
@@ -263,6 +266,10 @@ function keepPending() { localStorage.setItem(pendingKey(), JSON.stringify([...p
 function pushed(ids) {
   for (const id of ids) pending.delete(id);
   keepPending();
+  if (savedOffline && ids.includes(savedOffline)) {
+    $('readback-status').textContent = '✔ Synced: sent encrypted, and accepted by CouchDB as a signed document.';
+    savedOffline = null;
+  }
 }
 
 /** What the sync is doing, on the page and as body[data-sync] (offline, syncing, synced, error). */

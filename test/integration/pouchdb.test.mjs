@@ -14,11 +14,12 @@ import PouchDB from 'pouchdb-core';
 import HttpAdapter from 'pouchdb-adapter-http';
 import MemoryAdapter from 'pouchdb-adapter-memory';
 import Replication from 'pouchdb-replication';
+import TransformPouch from 'transform-pouch';
 import { CouchDB, couchdbSkip, sleep } from './couchdb.mjs';
 import { WireProxy } from './wire_proxy.mjs';
 import { connect, pouchFetch, Security, verifyDoc } from '../../client/src/index.js';
 
-PouchDB.plugin(HttpAdapter).plugin(MemoryAdapter).plugin(Replication);
+PouchDB.plugin(HttpAdapter).plugin(MemoryAdapter).plugin(Replication).plugin(TransformPouch);
 
 const skip = couchdbSkip();
 const DB = 'ehr';
@@ -174,6 +175,66 @@ describe('PouchDB syncs through couch_pgp', { skip, timeout: 600000 }, () => {
     assert.ok([mine.note, theirs.note].includes(here.note));
   });
 
+  // Encryption at rest of the local database, one way to do it: transform-pouch with an
+  // application key (AES-256-GCM, WebCrypto, not extractable). What PouchDB stores is
+  // ciphertext; what replication reads and writes is the document as signed.
+  test('at rest: a local database whose bodies transform-pouch encrypts still pushes and pulls signed documents', async () => {
+    const key = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, ['encrypt', 'decrypt']);
+    const atRest = (name) => {
+      const p = new PouchDB(name, { adapter: 'memory' });
+      p.transform({
+        // Every field but CouchDB's own (_id, _rev, _revisions, _attachments, ...) is sealed.
+        incoming: async (doc) => {
+          const kept = {}; const body = {};
+          for (const [k, v] of Object.entries(doc)) (k.startsWith('_') ? kept : body)[k] = v;
+          const iv = crypto.getRandomValues(new Uint8Array(12));
+          const ct = await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: new TextEncoder().encode(doc._id) },
+            key, new TextEncoder().encode(JSON.stringify(body)));
+          return { ...kept, at_rest: { iv: Buffer.from(iv).toString('base64'), ct: Buffer.from(ct).toString('base64') } };
+        },
+        outgoing: async (doc) => {
+          if (!doc.at_rest) return doc;
+          const { at_rest: { iv, ct }, ...kept } = doc;
+          const pt = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: Buffer.from(iv, 'base64'), additionalData: new TextEncoder().encode(doc._id) },
+            key, Buffer.from(ct, 'base64'));
+          return { ...kept, ...JSON.parse(new TextDecoder().decode(pt)) };
+        },
+      });
+      return p;
+    };
+    const name = `mem-at-rest-${hex(3)}`;
+    const src = atRest(name);
+    const batch = [];
+    for (let i = 0; i < 20; i++) batch.push(await signer.signDoc(record(N + 10 + i)));
+    await src.bulkDocs(batch);
+    // The same store opened without the transform: what is on the device.
+    const raw = await new PouchDB(name, { adapter: 'memory' }).get(batch[0]._id, { attachments: true });
+    assert.equal(raw.note, undefined);
+    assert.equal(raw.mrn, undefined);
+    assert.equal(raw.pgp_signatures, undefined);
+    assert.ok(!JSON.stringify(raw.at_rest).includes(batch[0].mrn));
+    // transform-pouch does not touch attachments: they stay in plaintext on the device.
+    assert.equal(raw._attachments['scan.bin'].data, batch[0]._attachments['scan.bin'].data);
+
+    const push = await src.replicate.to(remote);
+    assert.equal(push.docs_written, 20);
+    assert.equal(push.doc_write_failures, 0);
+    const onServer = await other.getDoc(DB, batch[0]._id, { verifyWith: [signer], query: 'attachments=true' });
+    assert.equal(onServer.doc.note, batch[0].note, 'the server got the plaintext document, as signed');
+
+    const dstName = `mem-at-rest-${hex(3)}`;
+    const dst = atRest(dstName);
+    const pull = await dst.replicate.from(remote, { doc_ids: batch.map((d) => d._id) });
+    assert.equal(pull.docs_written, 20);
+    for (const d of batch) {
+      const got = await dst.get(d._id, { attachments: true });
+      assert.equal(got.note, d.note);
+      assert.deepEqual(await verifyDoc(got, [signer]), [await signer.fingerprint()]);
+    }
+    const rawPulled = await new PouchDB(dstName, { adapter: 'memory' }).get(batch[1]._id);
+    assert.deepEqual(Object.keys(rawPulled).filter((k) => !k.startsWith('_')), ['at_rest']);
+  });
+
   test('an unsigned document pushed is refused by the server, and the replication reports it', async () => {
     const id = `pt-${hex()}`;
     secrets.push(id);
@@ -212,8 +273,24 @@ describe('PouchDB syncs through couch_pgp', { skip, timeout: 600000 }, () => {
   });
 
   test(`the same push and pull without couch_pgp, timed`, async () => {
-    const plainRemote = new PouchDB(`${proxy.url}/${PLAIN}`, { auth: ALICE });
+    // Logged in as a plain CouchDB application is: one POST /_session, then the AuthSession
+    // cookie (couch_pgp's connection does the same; Basic auth would cost CouchDB a password
+    // hash on every request and make plain look slower than it is).
     const from = proxy.exchanges.length;
+    const login = await fetch(`${proxy.url}/_session`, { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: ALICE.username, password: ALICE.password }) });
+    assert.equal(login.status, 200);
+    const cookie = login.headers.get('set-cookie').split(';')[0];
+    const plainRemote = new PouchDB(`${proxy.url}/${PLAIN}`, {
+      fetch: async (url, opts = {}) => {
+        const headers = new Headers(opts.headers);
+        headers.set('cookie', cookie);
+        const r = await fetch(url, { ...opts, headers });
+        // As pouchFetch does: PouchDB's Node build reads attachments with response.buffer().
+        Object.defineProperty(r, 'buffer', { value: async () => Buffer.from(await r.arrayBuffer()) });
+        return r;
+      },
+    });
     const source = local();
     await source.bulkDocs(docs.slice(0, N).map(({ _rev, ...d }) => d));
     const t0 = performance.now();

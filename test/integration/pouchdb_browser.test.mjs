@@ -170,6 +170,7 @@ describe('PouchDB in Chromium (IndexedDB) syncs through couch_pgp; the demo page
     await context.setOffline(false);
     await page.waitForSelector('body[data-sync="synced"][data-pending="0"]', { timeout: 60000 });
     assert.doesNotMatch(await page.textContent('#records'), /on this device only/);
+    assert.match(await page.textContent('#readback-status'), /Synced: sent encrypted/);
     const { doc, signers } = await serverVerified(DEMO_DB, offlineId);
     assert.equal(doc.mrn, offlineRecord.mrn);
     assert.equal(doc.name.family, offlineRecord.family);
@@ -330,7 +331,13 @@ describe('PouchDB in Chromium (IndexedDB) syncs through couch_pgp; the demo page
     proxy.recording = false; // plain PouchDB sends the password and the records in the clear
     const r = await page.evaluate(async ({ alice, docs, plain }) => {
       const { default: PouchDB } = await import('/_pgp/pouchdb.js');
-      const remote = new PouchDB(`${location.origin}/${plain}`, { auth: alice, skip_setup: true });
+      // Logged in as a plain CouchDB application is: POST /_session, then the browser's
+      // AuthSession cookie (as couch_pgp's connection; Basic auth would cost CouchDB a
+      // password hash on every request).
+      const login = await fetch('/_session', { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: alice.username, password: alice.password }) });
+      if (login.status !== 200) throw new Error(`plain login: ${login.status}`);
+      const remote = new PouchDB(`${location.origin}/${plain}`, { skip_setup: true });
       const source = new PouchDB(`plain-src-${Date.now()}`);
       await source.bulkDocs(docs);
       const t0 = performance.now();
