@@ -62,7 +62,8 @@ uninstall:
 # Boots temporary copies of the release (never modified) with the plugin installed. Outside
 # CI a missing CouchDB makes the suites print SKIPPED; under CI=true it fails them.
 test-integration: build
-	@if [ ! -d test/integration/node_modules ]; then \
+	@if [ ! -f test/integration/node_modules/.package-lock.json ] \
+	    || [ test/integration/package-lock.json -nt test/integration/node_modules/.package-lock.json ]; then \
 	    (cd test/integration && npm ci --silent --no-audit --no-fund); fi
 	COUCH_PGP_IT_PREBUILT=1 sh scripts/with_couchdb.sh \
 	    node --test --test-reporter=tap test/integration/*.test.mjs

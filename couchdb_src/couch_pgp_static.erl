@@ -3,6 +3,8 @@
 %%   GET /_pgp/client.js     the client ES module (OpenPGP.js bundled in)
 %%   GET /_pgp/client.d.ts   its TypeScript declarations
 %%   GET /_pgp/demo          the demo page (demo.js, demo.css beside it)
+%%   GET /_pgp/pouchdb.js    PouchDB (IndexedDB, HTTP, replication) as one ES module, for
+%%                           the demo's offline editing and applications that want it
 %%
 %% A fixed table of names, never a path from the request, so nothing outside `priv/www' can
 %% be asked for. No authentication: these are public files, as Fauxton's are.
@@ -50,5 +52,6 @@ file_of(<<"demo">>) ->
     {ok, "demo.html", "text/html; charset=utf-8",
      [{"Content-Security-Policy", ?PAGE_CSP}, {"X-Frame-Options", "DENY"}]};
 file_of(<<"demo.js">>) -> {ok, "demo.js", "text/javascript; charset=utf-8", []};
+file_of(<<"pouchdb.js">>) -> {ok, "pouchdb.js", "text/javascript; charset=utf-8", []};
 file_of(<<"demo.css">>) -> {ok, "demo.css", "text/css; charset=utf-8", []};
 file_of(_) -> error.

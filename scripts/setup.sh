@@ -32,7 +32,9 @@ fi
 # OpenPGP.js for interop tests and benchmarks, the integration suite (playwright-core drives
 # Debian's chromium; it never downloads a browser).
 for dir in client test/interop/openpgpjs bench/openpgpjs test/integration; do
-    if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
+    # (again when the lock file changed since: npm keeps its copy in node_modules/.package-lock.json)
+    if [ -f "$dir/package-lock.json" ] && { [ ! -f "$dir/node_modules/.package-lock.json" ] \
+            || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; }; then
         (cd "$dir" && npm ci --silent --no-audit --no-fund)
     fi
 done

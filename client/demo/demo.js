@@ -1,8 +1,12 @@
-// The couch_pgp demo page: sign in with encrypted credentials, save a signed and encrypted
-// patient record, read it back with its signature checked, list records through the tunnel,
-// and show each exchange as it crossed the wire beside what the app made of it.
-// It uses only the public client API, loaded from the plugin like any application would.
-import { connect, verifyDoc, KeyStore, Security, PinMismatchError, CouchPGPError } from './client.js';
+// The couch_pgp demo page: sign in with encrypted credentials, save a signed patient record
+// to the browser's own PouchDB (IndexedDB), which syncs both ways with CouchDB through
+// couch_pgp (pouchFetch: every request encrypted, the tunnel for the streaming ones); read
+// it back from the server with its signature checked; keep editing offline, the records
+// waiting on the device until the page is back online; show each exchange as it crossed the
+// wire beside what the app made of it.
+// It uses only the public client API and PouchDB, loaded from the plugin like any application would.
+import { connect, verifyDoc, pouchFetch, KeyStore, Security, PinMismatchError, CouchPGPError } from './client.js';
+import PouchDB from './pouchdb.js';
 
 const DB = new URLSearchParams(location.search).get('db') || 'patients';
 const PIN_KEY = 'couch_pgp.demo.pin';
@@ -11,6 +15,11 @@ const $ = (id) => document.getElementById(id);
 let conn;
 let signer; // the user's long-lived signing key (IndexedDB), registered with the server
 const exchanges = [];
+let local; // this browser's PouchDB (IndexedDB): every record, readable offline
+let remote; // the CouchDB database, reached through couch_pgp
+let sync = null; // the live two-way replication while online
+let pending; // ids saved on this device and not yet pushed (kept across reloads)
+let savedOffline = null; // the id the read-back panel says is waiting
 
 function show(el, on = true) { el.hidden = !on; }
 
@@ -138,7 +147,7 @@ async function signIn() {
   show($('list-card'));
   document.body.dataset.state = 'signed-in';
   if (firstUse) alertBox(`First visit: the server fingerprint ${groups(conn.identityFingerprint)} is now pinned.`, 'info');
-  await refresh();
+  await openLocal(user);
 }
 
 /** The user's long-lived signing key: kept in IndexedDB, registered once with the server. */
@@ -180,20 +189,43 @@ async function save() {
     recordedBy: conn.session.user,
     recordedAt: new Date().toISOString(),
   };
-  await conn.putDoc(DB, doc, { signWith: signer });
-  const { doc: back, signers } = await conn.getDoc(DB, doc._id, { verifyWith: [signer] });
+  // Signed before it is stored: the signature travels with the document through sync, and the
+  // signed-only database checks it when the record is pushed, whenever that is.
+  await local.put(await signer.signDoc(doc));
+  pending.add(doc._id);
+  keepPending();
+  $('record-form').reset();
+  if (!navigator.onLine) {
+    idleStatus();
+    savedOffline = doc._id;
+    $('readback-status').textContent = 'Saved on this device, signed. Offline: it is sent (encrypted) when the page is back online.';
+    show($('readback-doc'), false);
+    show($('readback'));
+    document.body.dataset.saved = doc._id;
+    await refresh();
+    return;
+  }
+  // Online: push it now, then read it back from CouchDB and check the signature there.
+  savedOffline = null;
+  await local.replicate.to(remote, { doc_ids: [doc._id] });
+  pushed([doc._id]);
+  // Through the tunnel, so that the record's id is not in a path on the wire either.
+  const r = await conn.request(`/${encodeURIComponent(DB)}/${encodeURIComponent(doc._id)}`, { tunnel: true });
+  const back = await r.checked();
+  const signers = await verifyDoc(back, [signer]);
   $('readback-status').textContent = `✔ Signature verified — signed by ${groups(signers[0])}`;
   const shown = { ...back, pgp_signatures: back.pgp_signatures.map((s) => ({ ...s, sig: `${s.sig.slice(0, 24)}…` })) };
   $('readback-doc').textContent = JSON.stringify(shown, null, 2);
+  show($('readback-doc'));
   show($('readback'));
-  $('record-form').reset();
   document.body.dataset.saved = doc._id;
   await refresh();
 }
 
+/** The records in this browser's database, each with its signature checked and whether it
+ *  has reached the server yet. */
 async function refresh() {
-  const r = await conn.request(`/${encodeURIComponent(DB)}/_all_docs?include_docs=true`);
-  const body = await r.checked();
+  const body = await local.allDocs({ include_docs: true });
   const rows = await Promise.all(body.rows.filter((row) => row.doc && row.doc.type === 'patient').map(async ({ doc }) => {
     let sig;
     try {
@@ -213,16 +245,102 @@ async function refresh() {
     tag.className = `tag ${sig[0]}`;
     tag.textContent = sig[1];
     td.append(tag);
+    if (pending.has(doc._id)) {
+      const wait = document.createElement('span');
+      wait.className = 'tag other';
+      wait.textContent = 'on this device only';
+      td.append(' ', wait);
+    }
     tr.append(td);
     return tr;
   }));
   $('records').tBodies[0].replaceChildren(...rows);
   document.body.dataset.records = String(rows.length);
+  document.body.dataset.pending = String(pending.size);
+}
+
+// ---- sync ----------------------------------------------------------------------------
+
+const pendingKey = () => `couch_pgp.demo.pending.${conn.session.user}.${DB}`;
+function keepPending() { localStorage.setItem(pendingKey(), JSON.stringify([...pending])); }
+function pushed(ids) {
+  for (const id of ids) pending.delete(id);
+  keepPending();
+  if (savedOffline && ids.includes(savedOffline)) {
+    $('readback-status').textContent = '✔ Synced: sent encrypted, and accepted by CouchDB as a signed document.';
+    savedOffline = null;
+  }
+}
+
+/** What the sync is doing, on the page and as body[data-sync] (offline, syncing, synced, error). */
+function syncStatus(state, text) {
+  const el = $('sync-status');
+  el.textContent = text;
+  el.className = `tag sync ${state}`;
+  document.body.dataset.sync = state;
+}
+
+function idleStatus() {
+  const n = pending.size;
+  if (!navigator.onLine) {
+    syncStatus('offline', `Offline: ${n} record${n === 1 ? '' : 's'} waiting on this device`);
+  } else {
+    syncStatus(n ? 'syncing' : 'synced', n ? `${n} waiting to sync` : `Synced, ${new Date().toLocaleTimeString()}`);
+  }
+}
+
+async function openLocal(user) {
+  // One local database per user and remote database: what this browser keeps (in plaintext,
+  // in IndexedDB: see the README on encryption at rest).
+  local = new PouchDB(`couch_pgp_demo.${user}.${DB}`);
+  remote = new PouchDB(`${location.origin}/${encodeURIComponent(DB)}`, { fetch: pouchFetch(conn), skip_setup: true });
+  pending = new Set(JSON.parse(localStorage.getItem(pendingKey()) || '[]'));
+  window.addEventListener('offline', stopSync);
+  window.addEventListener('online', startSync);
+  await refresh();
+  startSync();
+}
+
+/** Live two-way sync while online. No retry of PouchDB's own (its back-off grows to minutes):
+ *  the browser's online event restarts it, and so does the Sync button. */
+function startSync() {
+  if (sync || !local) return;
+  if (!navigator.onLine) { idleStatus(); return; }
+  syncStatus('syncing', 'Syncing…');
+  const s = local.sync(remote, { live: true, retry: false, heartbeat: false, timeout: 10000 });
+  sync = s;
+  const current = () => sync === s;
+  s.on('change', (info) => {
+    if (info.direction === 'push') pushed(info.change.docs.map((d) => d._id));
+    refresh().catch((e) => alertBox(explain(e)));
+  });
+  s.on('active', () => { if (current()) syncStatus('syncing', 'Syncing…'); });
+  s.on('paused', (err) => { if (current() && !err) idleStatus(); });
+  s.on('error', (e) => {
+    if (!current()) return;
+    sync = null;
+    if (!navigator.onLine) { idleStatus(); return; }
+    syncStatus('error', `Sync stopped: ${e.reason || e.message}`);
+  });
+  s.on('complete', () => { if (current()) { sync = null; idleStatus(); } });
+}
+
+function stopSync() {
+  const s = sync;
+  sync = null;
+  if (s) s.cancel();
+  idleStatus();
+}
+
+async function syncNow() {
+  stopSync();
+  startSync();
+  await refresh();
 }
 
 // ---- wiring --------------------------------------------------------------------------
 
 $('login-form').addEventListener('submit', (ev) => { ev.preventDefault(); busy($('login-button'), signIn); });
 $('record-form').addEventListener('submit', (ev) => { ev.preventDefault(); busy($('save-button'), save); });
-$('refresh-button').addEventListener('click', () => busy($('refresh-button'), refresh));
+$('refresh-button').addEventListener('click', () => busy($('refresh-button'), syncNow));
 identity().then(() => { document.body.dataset.state = 'ready'; }, (e) => alertBox(explain(e)));
