@@ -314,19 +314,28 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
 /// Whether JSON text nests arrays/objects deeper than `max`, found without recursion so that
 /// the recursive parser only ever sees input it can finish.
 fn nesting_exceeds(text: &[u8], max: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in text {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                // A string, skipped to its closing quote in memchr's strides: a document
+                // carried as an envelope's body is one long string.
+                i += 1;
+                loop {
+                    let Some(rest) = text.get(i..) else { return false };
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        // Unterminated: the parser refuses it.
+                        None => return false,
+                        Some(k) if rest[k] == b'\\' => i += k + 2,
+                        Some(k) => {
+                            i += k + 1;
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -336,6 +345,7 @@ fn nesting_exceeds(text: &[u8], max: usize) -> bool {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     false
 }
@@ -343,6 +353,60 @@ fn nesting_exceeds(text: &[u8], max: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-at-a-time scan the strided one replaced.
+    fn nesting_exceeds_bytewise(text: &[u8], max: usize) -> bool {
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        for &b in text {
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > max {
+                        return true;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn nesting_scan_agrees_with_bytewise_scan() {
+        // Deterministic pseudo-random texts over the bytes that matter, of every length
+        // up to 40, plus strings that end in a backslash.
+        let alphabet = b"[]{}\\\"a,:";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..40 {
+            for _ in 0..400 {
+                let text: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        alphabet[(state % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                for max in [0, 1, 2, 3, 64] {
+                    assert_eq!(nesting_exceeds(&text, max), nesting_exceeds_bytewise(&text, max), "{text:?} {max}");
+                }
+            }
+        }
+        for text in [&b"\"\\"[..], b"[\"\\", b"[[\"\\\"]]\"[[", b"\"\\\\\"[[["] {
+            assert_eq!(nesting_exceeds(text, 1), nesting_exceeds_bytewise(text, 1), "{text:?}");
+        }
+    }
 
     /// serde_json escapes exactly what JSON.stringify does for a Rust string (no lone
     /// surrogates can occur): the same bytes, for every character and for mixed runs.
