@@ -14,11 +14,14 @@
 -opaque keys() :: reference().
 -type direction() :: client_to_server | server_to_client.
 
-%% Measured with `make bench` (channel rows, 2026-12-02, 2-core machine): 1 KiB seals in
-%% 2.3 us and opens in 2.1 us; 64 KiB seals in 30 us and opens in 93 us. Up to 64 KiB a
-%% call stays under 100 us, well below the ~1 ms a normal scheduler may be held; above it,
-%% time grows with the size a client chooses, so those go to a dirty scheduler.
--define(DIRTY_ABOVE, 65536).
+%% The cut-off, measured in a node on the 2-core machine (2026-12-07, EHR-like JSON bodies,
+%% one caller): on a normal scheduler a response of 64 KiB seals (with base64) in about
+%% 0.2 ms and a request of that size opens in about 0.3 ms; at 128 KiB, 0.5 and 0.9 ms;
+%% beyond, time grows with the size a client chooses. The same calls on a dirty scheduler
+%% took 2-4 times as long up to 128 KiB (the hop, and the process moving back), which is
+%% what put the 64 KiB cells of `make bench-http' far below plain. Up to 128 KiB a call
+%% stays near the ~1 ms a normal scheduler may be held; above it, dirty.
+-define(DIRTY_ABOVE, 131072).
 
 %% @doc Fresh random keys for a new session: `{ok, Keys, Secret}'.
 -spec new() -> {ok, keys(), binary()} | {error, couch_pgp:reason()}.
