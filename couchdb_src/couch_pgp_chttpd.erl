@@ -341,30 +341,24 @@ refuse(Reason) ->
 encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonce} = Ctx,
                  Req, Code, Headers, Body0) ->
     Body = with_login_session(Ctx, Code, Body0),
-    Plaintext = case is_binary(Body) andalso json_response(Headers) of
+    %% A binary body is either raw (sent as it is) or a JSON string that chttpd encodes
+    %% after this hook; an EJSON term is always encoded after it. Decided once, from the
+    %% headers, which are scanned only for a binary.
+    Raw = is_binary(Body) andalso not json_response(Headers),
+    Plaintext = case is_binary(Body) andalso not Raw of
         %% A JSON string (send_json of a binary, as the config API does).
         true -> {ok, <<"application/json">>, iolist_to_binary(?JSON_ENCODE(Body))};
         false -> response_plaintext(Body, Headers)
     end,
     case Plaintext of
         {ok, ContentType, Plain} when map_get(channel, Ctx) =/= undefined ->
-            seal_channel_response(Ctx, Req, Code, Headers, Body, ContentType, Plain);
+            seal_channel_response(Ctx, Req, Code, Headers, Raw, ContentType, Plain);
         {ok, ContentType, Plain} ->
             Envelope = couch_pgp_envelope:response(Code, Nonce, ContentType, Plain),
             case couch_pgp:encrypt(Envelope, [ClientCert], #{sign_with => SignKey}) of
                 {ok, Armored} ->
                     couch_pgp_stats:count(responses_encrypted),
-                    %% The ETag is derived from the plaintext body.
-                    Headers1 = [{"X-PGP-Encrypted", "1"} | drop_header("ETag", Headers)],
-                    case is_binary(Body) andalso not json_response(Headers) of
-                        %% A raw response is sent as it is: send the message itself.
-                        true ->
-                            [Req, Code, [{"Content-Type", ?CTYPE} | drop_header("Content-Type", Headers1)],
-                             Armored];
-                        %% A JSON response is encoded after this hook: wrap the message.
-                        false ->
-                            [Req, Code, Headers1, {[{<<"pgp">>, Armored}]}]
-                    end;
+                    encrypted_response(Req, Code, [{"X-PGP-Encrypted", "1"}], Headers, Raw, Armored);
                 {error, Why} ->
                     cannot_encrypt(Why)
             end;
@@ -374,11 +368,18 @@ encrypt_response(#{client_cert := ClientCert, sign_key := SignKey, nonce := Nonc
             refuse(streamed)
     end.
 
+%% The hook's answer: a raw response is sent as the message itself; a JSON response is
+%% encoded after this hook, so the message is wrapped. The ETag is derived from the
+%% plaintext body, and goes.
+encrypted_response(Req, Code, Extra, Headers, true, Msg) ->
+    [Req, Code, [{"Content-Type", ?CTYPE} | Extra] ++ drop_headers(["content-type", "etag"], Headers), Msg];
+encrypted_response(Req, Code, Extra, Headers, false, Msg) ->
+    [Req, Code, Extra ++ drop_headers(["etag"], Headers), {[{<<"pgp">>, Msg}]}].
+
 %% The channel's answer: the response envelope sealed under the session's server-to-client
 %% key, in one NIF call; JSON responses carry its base64 in `{"pgp": ...}', raw ones the
 %% message itself.
-seal_channel_response(#{channel := Keys, nonce := Nonce}, Req, Code, Headers, Body, CType, Plain) ->
-    Raw = is_binary(Body) andalso not json_response(Headers),
+seal_channel_response(#{channel := Keys, nonce := Nonce}, Req, Code, Headers, Raw, CType, Plain) ->
     Encoding = case Raw of
         true -> binary;
         false -> base64
@@ -386,14 +387,8 @@ seal_channel_response(#{channel := Keys, nonce := Nonce}, Req, Code, Headers, Bo
     case couch_pgp_channel:seal_response(Keys, Code, Nonce, CType, Plain, Encoding) of
         {ok, Sealed} ->
             couch_pgp_stats:count(responses_encrypted),
-            Headers1 = [{"X-PGP-Encrypted", "1"}, {?CHANNEL_HEADER, "1"} | drop_header("ETag", Headers)],
-            case Raw of
-                true ->
-                    [Req, Code, [{"Content-Type", ?CTYPE} | drop_header("Content-Type", Headers1)],
-                     Sealed];
-                false ->
-                    [Req, Code, Headers1, {[{<<"pgp">>, Sealed}]}]
-            end;
+            encrypted_response(Req, Code, [{"X-PGP-Encrypted", "1"}, {?CHANNEL_HEADER, "1"}],
+                               Headers, Raw, Sealed);
         {error, Why} ->
             cannot_encrypt(Why)
     end.
@@ -472,6 +467,11 @@ json_response(Headers) ->
         lists:any(fun(T) -> lists:member(T, ["application/json", "text/plain;charset=utf-8"]) end,
                   Get("content-type")).
 
-drop_header(Name, Headers) ->
-    Lower = string:lowercase(Name),
-    [H || {K, _} = H <- Headers, string:lowercase(couch_util:to_list(K)) =/= Lower].
+%% Headers without those named (lowercase names); only names of a matching length are
+%% lowercased to compare.
+drop_headers(Lower, Headers) ->
+    Sizes = [length(N) || N <- Lower],
+    [H || {K, _} = H <- Headers, not named(couch_util:to_list(K), Lower, Sizes)].
+
+named(K, Lower, Sizes) ->
+    lists:member(length(K), Sizes) andalso lists:member(string:lowercase(K), Lower).
