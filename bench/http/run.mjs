@@ -558,7 +558,7 @@ function report(x) {
   out.push('Client side, OpenPGP.js (median ms per message, not included above)');
   out.push(table(
     ['size', 'build PUT request', 'build GET request', 'open PUT response', 'open GET response'],
-    SIZES.map((s) => [kib(s), f2(median(x.clientCost[s].sealPut)), f2(median(x.clientCost[s].sealGet)),
+    SIZES.filter((s) => x.clientCost[s]).map((s) => [kib(s), f2(median(x.clientCost[s].sealPut)), f2(median(x.clientCost[s].sealGet)),
       f2(median(x.clientCost[s].openPut)), f2(median(x.clientCost[s].openGet))]),
     [false, true, true, true, true]));
   out.push(MODE === 'channel'
