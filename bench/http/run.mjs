@@ -72,7 +72,9 @@ const envSize = (size, carriesDoc) => (carriesDoc ? ENVELOPE_SIZES[SIZES.indexOf
 const SBWT = process.env.BENCH_SBWT || 'none';
 const VM_ARGS = SBWT === 'default' ? [] : [`+sbwt ${SBWT}`, `+sbwtdcpu ${SBWT}`, `+sbwtdio ${SBWT}`];
 // For profiling: BENCH_VM_ARGS='+JPperf true' (symbols for Linux perf), BENCH_CELLS='65536:16:GET,1024:1:PUT'
-// (only those cells: size:clients:op).
+// (only those cells: size:clients:op), BENCH_CALL_TIME=1 (time inside the plugin's two hooks per
+// call, from erlang:trace_pattern call_time; BENCH_CALL_TIME_MODULES=m1,m2 adds every function of
+// those modules, exclusive times, top 25; tracing inflates every figure several times over).
 if (process.env.BENCH_VM_ARGS) VM_ARGS.push(...process.env.BENCH_VM_ARGS.split(','));
 const CELLS = process.env.BENCH_CELLS ? new Set(process.env.BENCH_CELLS.split(',')) : null;
 
@@ -299,6 +301,21 @@ async function bench(db, tStart) {
   const mfa = (s) => { const [m, fa] = s.split(':'); const [f, a] = fa.split('/'); return `{${m},${f},${a}}`; };
   await db.rpc(`[begin {M, _, _} = MFA, code:ensure_loaded(M), erlang:trace_pattern(MFA, true, [call_count]) end `
     + `|| MFA <- [${TRACED.map(mfa).join(',')}]].`);
+  // BENCH_CALL_TIME=1: the time spent inside the plugin's two hooks (inclusive), per call.
+  const HOOKS = ['couch_pgp_chttpd:before_request/1', 'couch_pgp_chttpd:before_response/4'];
+  if (process.env.BENCH_CALL_TIME === '1') {
+    await db.rpc(`[begin {M, _, _} = MFA, code:ensure_loaded(M), erlang:trace_pattern(MFA, true, [call_time]) end `
+      + `|| MFA <- [${HOOKS.map(mfa).join(',')}]].`);
+    // BENCH_CALL_TIME_MODULES=m1,m2: every function of those modules too (exclusive of the
+    // other traced functions), the top ones printed.
+    for (const m of (process.env.BENCH_CALL_TIME_MODULES || '').split(',').filter(Boolean)) {
+      await db.rpc(`code:ensure_loaded(${m}), erlang:trace_pattern({${m}, '_', '_'}, true, [call_time, local]).`);
+    }
+    // call_time counts only in processes traced for calls (no messages are sent: no pattern
+    // asks for them); the tracer is a parked process.
+    await db.rpc('P = spawn(fun() -> receive stop -> ok end end), register(couch_pgp_bench_tracer, P), '
+      + 'erlang:trace(all, true, [call, {tracer, P}]).');
+  }
   const opjsVersion = JSON.parse(fs.readFileSync(path.join(HERE, '..', '..', 'test', 'integration',
     'node_modules', 'openpgp', 'package.json'), 'utf8')).version;
 
@@ -456,6 +473,22 @@ async function bench(db, tStart) {
     counts[s] = m ? m[1] : out;
   }
   await db.rpc('case whereis(couch_pgp_bench_swt) of undefined -> ok; P -> P ! stop, ok end.');
+  if (process.env.BENCH_CALL_TIME === '1') {
+    const mods = (process.env.BENCH_CALL_TIME_MODULES || '').split(',').filter(Boolean);
+    if (mods.length) {
+      const out = await db.rpc(`L = lists:append([[{T, C, {M, F, A}} || {F, A} <- M:module_info(functions), `
+        + `{call_time, Ts} <- [erlang:trace_info({M, F, A}, call_time)], is_list(Ts), `
+        + `{C, T} <- [lists:foldl(fun({_, C1, S, U}, {C0, T0}) -> {C0 + C1, T0 + S * 1000000 + U} end, {0, 0}, Ts)], C > 0] `
+        + `|| M <- [${mods.join(',')}]]), lists:sublist(lists:reverse(lists:sort(L)), 25).`);
+      log(`call_time, exclusive, top functions {total_us, calls, MFA}:\n${out}`);
+    }
+    for (const h of HOOKS) {
+      const out = await db.rpc(`{call_time, L} = erlang:trace_info(${mfa(h)}, call_time), `
+        + 'lists:foldl(fun({_, C, S, U}, {C0, T0}) -> {C0 + C, T0 + S * 1000000 + U} end, {0, 0}, L).');
+      const m = out.match(/\{\s*(\d+)\s*,\s*(\d+)\s*\}/);
+      if (m) log(`call_time ${h}: ${m[1]} calls, ${(Number(m[2]) / Math.max(1, Number(m[1]))).toFixed(1)} us per call (inclusive, wall time while scheduled in)`);
+    }
+  }
 
   // The plugin's OpenPGP work alone, in the same node, one caller: decrypt+verify of a request
   // envelope and encrypt+sign of a response envelope of about the sizes the cells used.
