@@ -10,6 +10,7 @@
     cert_fingerprint/1,
     import_cert/1,
     export_secret/2,
+    export_secret_random_pass/2,
     import_secret/2,
     encrypt/4,
     decrypt/4,
@@ -56,6 +57,8 @@ cert_fingerprint(_Cert) -> ?NOT_LOADED.
 import_cert(_Bytes) -> ?NOT_LOADED.
 -spec export_secret(reference(), binary()) -> term().
 export_secret(_Key, _Passphrase) -> ?NOT_LOADED.
+-spec export_secret_random_pass(reference(), binary()) -> term().
+export_secret_random_pass(_Key, _Passphrase) -> ?NOT_LOADED.
 -spec import_secret(binary(), binary()) -> term().
 import_secret(_Bytes, _Passphrase) -> ?NOT_LOADED.
 -spec encrypt(binary(), [binary()], reference() | undefined, boolean()) -> term().

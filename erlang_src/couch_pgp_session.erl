@@ -64,8 +64,10 @@ seal(#session{key = Key, user = User, client_cert = Cert, expires = Expires,
               channel = Channel}, Secret) ->
     %% The session secret leaves the NIF only here, protected by a passphrase that is itself
     %% random and sealed beside it: the token is the only place it exists outside memory.
+    %% A 192-bit random passphrase needs no stretching, so the export uses the least S2K
+    %% (the default one cost ~150 ms here and again on every node that opened the token).
     Pass = base64:encode(crypto:strong_rand_bytes(24)),
-    {ok, Exported} = couch_pgp:export_secret(Key, Pass),
+    {ok, Exported} = couch_pgp_nif:export_secret_random_pass(Key, Pass),
     ChannelSecret = case Channel of
         {_Keys, S} -> S;
         undefined -> undefined

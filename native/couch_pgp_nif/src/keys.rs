@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime};
 use once_cell::sync::OnceCell;
 use sequoia_openpgp as openpgp;
 use openpgp::cert::prelude::*;
-use openpgp::crypto::{KeyPair, Password};
+use openpgp::crypto::{KeyPair, Password, S2K};
 use openpgp::packet::{key, Key};
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
 use openpgp::policy::HashAlgoSecurity;
-use openpgp::types::{Features, HashAlgorithm, KeyFlags};
+use openpgp::types::{Features, HashAlgorithm, KeyFlags, SymmetricAlgorithm};
 use openpgp::cert::Preferences;
 use openpgp::Profile as PgpProfile;
 
@@ -254,16 +254,45 @@ pub fn export_key(key: &SecretKey, passphrase: Option<&[u8]>, armor: bool) -> Re
     out.map_err(|_| Error::Internal)
 }
 
+/// Shortest input an S2K for a random passphrase may hash: RFC 9580's smallest iteration
+/// count (1,024 bytes).
+const MIN_S2K_BYTES: u32 = 1024;
+/// A passphrase that is a random secret has at least this many bytes (128 bits).
+const MIN_RANDOM_PASSPHRASE: usize = 16;
+
+/// The whole key, binary, its secrets protected by `passphrase` with the least S2K stretching
+/// RFC 9580 allows. Only for a passphrase that is itself a random secret of at least 128 bits
+/// (a session token's: 24 random bytes), which no amount of stretching makes harder to guess;
+/// the default S2K hashes 62 MB, ~150 ms per export and again per import, which each new
+/// session paid on every node. `empty_passphrase` for a passphrase shorter than 16 bytes.
+pub fn export_secret_random_pass(key: &SecretKey, passphrase: &[u8]) -> Result<Vec<u8>> {
+    if passphrase.len() < MIN_RANDOM_PASSPHRASE {
+        return Err(Error::EmptyPassphrase);
+    }
+    let s2k = S2K::new_iterated(HashAlgorithm::SHA256, MIN_S2K_BYTES).map_err(|_| Error::Internal)?;
+    protect_with(key, passphrase, Some(s2k))?.as_tsk().to_vec().map_err(|_| Error::Internal)
+}
+
 fn protect(key: &SecretKey, passphrase: &[u8]) -> Result<Cert> {
+    protect_with(key, passphrase, None)
+}
+
+/// Secrets encrypted under `passphrase`, with sequoia's default S2K or the one given.
+fn protect_with(key: &SecretKey, passphrase: &[u8], s2k: Option<S2K>) -> Result<Cert> {
     let password = Password::from(passphrase);
     let mut protected = Vec::new();
     for ka in key.cert.keys().secret() {
-        let k = ka
-            .key()
-            .clone()
-            .role_into_unspecified()
-            .encrypt_secret(&password)
-            .map_err(|_| Error::Internal)?;
+        let k = ka.key().clone().role_into_unspecified();
+        let k = match &s2k {
+            None => k.encrypt_secret(&password),
+            Some(s2k) => {
+                let (public, secret) = k.take_secret();
+                secret
+                    .encrypt_with(&public, s2k.clone(), SymmetricAlgorithm::AES256, None, &password)
+                    .map(|secret| public.add_secret(secret).0)
+            }
+        }
+        .map_err(|_| Error::Internal)?;
         protected.push(as_packet(k, ka.primary()));
     }
     let (cert, _) = key

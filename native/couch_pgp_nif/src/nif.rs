@@ -268,6 +268,15 @@ fn export_secret<'a>(env: Env<'a>, key: ResourceArc<KeyRes>, pass: Binary<'a>) -
     }
 }
 
+/// For a random passphrase: the least stretching, so a normal scheduler (see keys.rs).
+#[rustler::nif]
+fn export_secret_random_pass<'a>(env: Env<'a>, key: ResourceArc<KeyRes>, pass: Binary<'a>) -> Term<'a> {
+    match keys::export_secret_random_pass(&key.0, pass.as_slice()) {
+        Ok(bytes) => (atoms::ok(), binary_term(env, &bytes)).encode(env),
+        Err(e) => error_term(env, e),
+    }
+}
+
 #[rustler::nif(schedule = "DirtyCpu")]
 fn import_secret<'a>(env: Env<'a>, bytes: Binary<'a>, pass: Binary<'a>) -> Term<'a> {
     match keys::import_secret(bytes.as_slice(), pass.as_slice()) {

@@ -282,3 +282,30 @@ fn anonymous_recipients_are_tried_a_bounded_number_of_times() {
     let packed = anonymous_to(b"for bob", 8, &cb);
     assert_eq!(decrypt(&packed, &bob, None, &mut Vec::new()).err(), Some(Error::NoMatchingKey));
 }
+
+/// A session token's key: protected by a random passphrase with the least S2K (1,024 bytes
+/// hashed, iterated SHA-256), read back by the ordinary import; a short passphrase refused.
+#[test]
+fn export_with_random_passphrase_uses_the_least_s2k() {
+    use openpgp::crypto::S2K;
+    use openpgp::packet::key::SecretKeyMaterial;
+    let k = key();
+    let pass = b"0123456789abcdefghijklmnopqrstuv";
+    let exported = keys::export_secret_random_pass(&k, pass).expect("export");
+    let tsk = Cert::from_bytes(&exported).expect("parse");
+    let mut secrets = 0;
+    for ka in tsk.keys().secret() {
+        match ka.key().optional_secret() {
+            Some(SecretKeyMaterial::Encrypted(e)) => {
+                assert!(matches!(e.s2k(), S2K::Iterated { hash_bytes: 1024, .. }), "{:?}", e.s2k());
+                secrets += 1;
+            }
+            other => panic!("secret not protected: {other:?}"),
+        }
+    }
+    assert_eq!(secrets, tsk.keys().count());
+    let back = keys::import_secret(&exported, pass).expect("import");
+    assert_eq!(back.fingerprint(), k.fingerprint());
+    assert_eq!(keys::import_secret(&exported, b"0123456789abcdefghijklmnopqrstuX").err(), Some(Error::BadPassphrase));
+    assert_eq!(keys::export_secret_random_pass(&k, b"short").err(), Some(Error::EmptyPassphrase));
+}
