@@ -387,11 +387,13 @@ async function bench(db, tStart) {
               c.warmErr = w.results.filter((r) => r.status < 200 || r.status > 299).length;
             }
             const s0 = await schedSample(db);
+            if (process.env.BENCH_PART_LOG === '1') log(`part start ${mode} ${from}`);
             const cpu0 = serverCpuNs(pid);
             const me0 = process.cpuUsage();
             const t = await drive(ctx, c.agent, c.reqs, from, to, clients, c.keep);
             const me1 = process.cpuUsage(me0);
             const cpu1 = serverCpuNs(pid);
+            if (process.env.BENCH_PART_LOG === '1') log(`part end ${mode} ${from}`);
             const s1 = await schedSample(db);
             c.parts.push({ from, results: t.results, wallMs: t.wallMs, cpuNs: cpu1 - cpu0,
               cliUs: me1.user + me1.system, sched: schedDelta(s0, s1, nNormal, nDirtyCpu) });
