@@ -57,7 +57,7 @@ keystore_opts() ->
 %% lists as sensitive: add ours before anything sets them.
 conceal_secrets() ->
     Sensitive = application:get_env(config, sensitive, #{}),
-    Ours = lists:usort(["passphrase", "secret"] ++
+    Ours = lists:usort(["passphrase", "secret", "retired_secrets"] ++
                        case maps:get("couch_pgp", Sensitive, []) of
                            L when is_list(L) -> L;
                            _ -> []
