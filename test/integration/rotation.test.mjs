@@ -1,0 +1,227 @@
+// Keys over time against a real CouchDB (README "Keys over time"): the operator rotates the
+// identity, clients pinned to the old key follow the endorsement (the browser client moves
+// its pin and says so), sessions from before keep working until they expire; a revoked key
+// is refused by the client at once, also during the overlap; rotating the token secret
+// refuses every earlier token with pgp_session_revoked; the state survives a restart.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { CouchDB, couchdbSkip, sleep } from './couchdb.mjs';
+import { Client, newKey } from './pgp_client.mjs';
+import {
+  connect, IdentityRevokedError, PinMismatchError, ProtocolError, SessionExpiredError,
+} from '../../client/src/index.js';
+
+const skip = couchdbSkip();
+const LIFETIME = 40;
+const ALICE = { username: 'alice', password: 'alice-pw-rot' };
+
+/** A fetch that lets a test rewrite GET /_pgp on its way to the client (a man in the middle). */
+function tampering(edit) {
+  return async (url, init) => {
+    const r = await fetch(url, init);
+    if (!String(url).endsWith('/_pgp')) return r;
+    const body = edit(await r.json());
+    return new Response(JSON.stringify(body), { status: r.status, headers: { 'Content-Type': 'application/json' } });
+  };
+}
+
+describe('identity rotation, revocation and token secret rotation', { skip, timeout: 600000 }, () => {
+  let db; let oldFpr; let newFpr;
+  let early;      // the browser client, connected and logged in before the rotation
+  let earlyRaw;   // a raw protocol client whose session started before the rotation
+  const pinChanges = [];
+
+  before(async () => {
+    db = await CouchDB.start({ ini: { couch_pgp: { session_lifetime: String(LIFETIME) } } });
+    const u = await db.json(`/_users/org.couchdb.user:${ALICE.username}`, {
+      method: 'PUT', body: { name: ALICE.username, password: ALICE.password, roles: [], type: 'user' } });
+    assert.equal(u.status, 201, u.text);
+    assert.equal((await db.json('/records', { method: 'PUT' })).status, 201);
+    await db.json('/records/_security', { method: 'PUT', body: { members: { names: ['alice'] }, admins: {} } });
+    oldFpr = (await db.json('/_pgp', { auth: null })).body.fingerprint;
+    early = await connect(db.url, { pin: oldFpr, onPinChange: (c) => pinChanges.push(c) });
+    await early.login(ALICE.username, ALICE.password);
+    assert.equal((await early.request('/records/before', { method: 'PUT', body: { n: 1 } })).status, 201);
+    earlyRaw = new Client(db, ALICE, await newKey('alice-raw'));
+    await earlyRaw.pin(oldFpr);
+    await earlyRaw.startSession();
+  });
+
+  after(async () => { if (db) await db.stop(); });
+
+  test('before any rotation GET /_pgp announces no previous keys and no revocations', async () => {
+    const r = await db.json('/_pgp', { auth: null });
+    assert.deepEqual(r.body.previous, []);
+    assert.deepEqual(r.body.revocations, []);
+  });
+
+  test('only server admins may rotate, revoke or rotate the token secret', async () => {
+    for (const cmd of ['rotate', 'revoke', 'token_secret']) {
+      const anon = await db.json(`/_pgp/${cmd}`, { method: 'POST', auth: null, body: {} });
+      assert.equal(anon.status, 401, `${cmd}: ${anon.text}`);
+      const user = await db.json(`/_pgp/${cmd}`, { method: 'POST', auth: ALICE, body: {} });
+      assert.equal(user.status, 401, `${cmd}: ${user.text}`);
+      assert.equal((await db.json(`/_pgp/${cmd}`)).status, 405);
+    }
+    const bad = await db.json('/_pgp/rotate', { method: 'POST', body: { overlap: -1 } });
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal((await db.json('/_pgp', { auth: null })).body.fingerprint, oldFpr);
+  });
+
+  test('rotation: a new key, endorsed by the old one, announced beside it for the overlap', async () => {
+    const t0 = Math.floor(Date.now() / 1000);
+    const r = await db.json('/_pgp/rotate', { method: 'POST', body: { overlap: 3600 } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.ok, true);
+    assert.equal(r.body.previous, oldFpr);
+    newFpr = r.body.fingerprint;
+    assert.match(newFpr, /^[0-9A-F]{40}$/);
+    assert.notEqual(newFpr, oldFpr);
+    assert.ok(r.body.until >= t0 + 3600 && r.body.until <= t0 + 3610);
+    assert.deepEqual(Object.values(r.body.nodes), ['ok']);
+    const id = (await db.json('/_pgp', { auth: null })).body;
+    assert.equal(id.fingerprint, newFpr);
+    assert.equal(id.previous.length, 1);
+    const [prev] = id.previous;
+    assert.equal(prev.fingerprint, oldFpr);
+    assert.equal(prev.until, r.body.until);
+    assert.deepEqual(JSON.parse(prev.endorsement), {
+      action: 'rotate', new_fingerprint: newFpr, old_fingerprint: oldFpr,
+      rotated_at: JSON.parse(prev.endorsement).rotated_at, until: r.body.until, v: 1 });
+    assert.match(prev.endorsement_signature, /^-----BEGIN PGP SIGNATURE-----/);
+    assert.match(db.log(), /couch_pgp audit: identity rotated from=[0-9A-F]{40} to=[0-9A-F]{40} until=\d+/);
+  });
+
+  test('sessions started before the rotation keep working', async () => {
+    const got = await early.request('/records/before');
+    assert.equal(got.status, 200);
+    assert.equal((await got.json()).n, 1);
+    const raw = await earlyRaw.send('GET', '/records/before');
+    assert.equal(raw.status, 200);
+    assert.equal((await earlyRaw.sendChannel('GET', '/records/before')).status, 200);
+    assert.equal(raw.encrypted, true);
+    assert.equal(raw.body.n, 1);
+  });
+
+  test('a client pinned to the old key connects after the rotation and moves its pin', async () => {
+    const changes = [];
+    const c = await connect(db.url, { pin: oldFpr, onPinChange: (ch) => changes.push(ch) });
+    assert.equal(c.identityFingerprint, newFpr);
+    assert.deepEqual(changes, [{ from: oldFpr, to: newFpr, chain: [oldFpr, newFpr] }]);
+    await c.login(ALICE.username, ALICE.password);
+    assert.equal((await c.request('/records/after', { method: 'PUT', body: { n: 2 } })).status, 201);
+    // The connection made before the rotation follows too when it starts its next session.
+    await sleep(5200);
+    await early.startSession();
+    assert.equal(early.identityFingerprint, newFpr);
+    assert.deepEqual(pinChanges.map((ch) => [ch.from, ch.to]), [[oldFpr, newFpr]]);
+    assert.equal((await (await early.request('/records/after')).json()).n, 2);
+  });
+
+  test('an endorsement altered on the way, or a pin the server never had, is refused', async () => {
+    const longer = tampering((b) => ({ ...b, previous: b.previous.map((p) => ({
+      ...p, endorsement: p.endorsement.replace(/"until":\d+/, '"until":9999999999') })) }));
+    await assert.rejects(connect(db.url, { pin: oldFpr, fetch: longer }), ProtocolError);
+    const dropped = tampering((b) => ({ ...b, previous: [] }));
+    await assert.rejects(connect(db.url, { pin: oldFpr, fetch: dropped }), PinMismatchError);
+    await assert.rejects(connect(db.url, { pin: 'AB'.repeat(20) }), PinMismatchError);
+  });
+
+  test('a session started before the rotation stays valid until it expires, then is refused as expired', async () => {
+    const desc = await db.json('/_pgp/session', { auth: ALICE, headers: { 'X-PGP-Session': earlyRaw.token } });
+    assert.equal(desc.status, 200, desc.text);
+    const wait = desc.body.expires * 1000 - Date.now() + 1500;
+    assert.ok(wait < (LIFETIME + 5) * 1000);
+    await sleep(Math.max(0, wait));
+    // In the channel: the session certificate has expired with the session, so the client
+    // could not even encrypt to it in the per-message mode.
+    const r = await earlyRaw.sendChannel('GET', '/records/before');
+    assert.equal(r.status, 401);
+    assert.equal(r.encrypted, false);
+    assert.equal(r.body.error, 'pgp_session_expired');
+  });
+
+  test('revocation: the current key cannot be revoked; the old one is, with its reason', async () => {
+    const cur = await db.json('/_pgp/revoke', { method: 'POST', body: { fingerprint: newFpr, reason: 'compromised' } });
+    assert.equal(cur.status, 400, cur.text);
+    const unknown = await db.json('/_pgp/revoke', { method: 'POST', body: { fingerprint: 'AB'.repeat(20) } });
+    assert.equal(unknown.status, 400, unknown.text);
+    const badReason = await db.json('/_pgp/revoke', { method: 'POST', body: { fingerprint: oldFpr, reason: 'stolen' } });
+    assert.equal(badReason.status, 400, badReason.text);
+    const r = await db.json('/_pgp/revoke', { method: 'POST',
+      body: { fingerprint: oldFpr.toLowerCase(), reason: 'compromised', message: 'key file copied' } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.ok, true);
+    assert.equal(r.body.fingerprint, oldFpr);
+    const id = (await db.json('/_pgp', { auth: null })).body;
+    assert.equal(id.revocations.length, 1);
+    const [rev] = id.revocations;
+    assert.equal(rev.fingerprint, oldFpr);
+    assert.equal(rev.reason, 'compromised');
+    assert.equal(rev.message, 'key file copied');
+    assert.match(rev.revocation, /^-----BEGIN PGP PUBLIC KEY BLOCK-----/);
+    // Still in its overlap, and announced there: the client must refuse it anyway.
+    assert.equal(id.previous[0].fingerprint, oldFpr);
+    assert.match(db.log(), new RegExp(`couch_pgp audit: identity revoked fingerprint=${oldFpr} reason=compromised`));
+  });
+
+  test('a client pinned to the revoked key refuses it at once, even in the overlap', async () => {
+    await assert.rejects(connect(db.url, { pin: oldFpr }), (e) => {
+      assert.ok(e instanceof IdentityRevokedError, String(e));
+      assert.equal(e.fingerprint, oldFpr);
+      assert.equal(e.reason, 'compromised');
+      return true;
+    });
+    // A forged revocation (the certificate without the revocation signature) is refused.
+    const cert = (await db.json('/_pgp', { auth: null })).body.previous[0].cert;
+    const forged = tampering((b) => ({ ...b, revocations: b.revocations.map((r) => ({ ...r, revocation: cert })) }));
+    await assert.rejects(connect(db.url, { pin: newFpr, fetch: forged }), ProtocolError);
+    // Pinned to the new key: unaffected.
+    const c = await connect(db.url, { pin: newFpr });
+    await c.login(ALICE.username, ALICE.password);
+    assert.equal((await c.request('/records/after')).status, 200);
+  });
+
+  test('token secret rotation: every earlier token is refused with pgp_session_revoked', async () => {
+    const holder = new Client(db, ALICE, await newKey('alice-holder'));
+    await holder.pin(newFpr);
+    await holder.startSession();
+    assert.equal((await holder.send('GET', '/records/after')).status, 200);
+    assert.equal((await early.request('/records/after')).status, 200); // cached on the node
+    const r = await db.json('/_pgp/token_secret', { method: 'POST', body: {} });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.ok, true);
+    const refused = await holder.send('GET', '/records/after');
+    assert.equal(refused.status, 401);
+    assert.equal(refused.encrypted, false);
+    assert.deepEqual(refused.body, { error: 'pgp_session_revoked',
+      reason: 'couch_pgp: the operator invalidated sessions started before the token secret was rotated; start a new one.' });
+    await assert.rejects(early.request('/records/after'), (e) => {
+      assert.ok(e instanceof SessionExpiredError, String(e));
+      assert.match(e.message, /token secret rotated/);
+      return true;
+    });
+    // A token that was never ours is still just not valid here.
+    const junk = await holder.send('GET', '/records/after', '', '', { token: `${holder.token.slice(0, -8)}AAAAAAAA` });
+    assert.equal(junk.status, 401);
+    assert.equal(junk.body.error, 'unauthorized');
+    // The secret itself is never in the log; a new session works.
+    assert.match(db.log(), /couch_pgp audit: token secret rotated node=/);
+    assert.doesNotMatch(db.log(), new RegExp((await db.json('/_node/_local/_config/couch_pgp/secret')).body));
+    await holder.startSession();
+    assert.equal((await holder.send('GET', '/records/after')).status, 200);
+    await early.login(ALICE.username, ALICE.password);
+    assert.equal((await early.request('/records/after')).status, 200);
+  });
+
+  test('after a restart the node serves the new key, the overlap and the revocation', async () => {
+    const beforeRestart = (await db.json('/_pgp', { auth: null })).body;
+    await db.restart();
+    await db.waitFor(async () => (await db.json('/_pgp', { auth: null })).status === 200, { what: 'identity' });
+    const id = (await db.json('/_pgp', { auth: null })).body;
+    assert.equal(id.fingerprint, newFpr);
+    assert.deepEqual(id.previous, beforeRestart.previous);
+    assert.deepEqual(id.revocations, beforeRestart.revocations);
+    await assert.rejects(connect(db.url, { pin: oldFpr }), IdentityRevokedError);
+  });
+});
