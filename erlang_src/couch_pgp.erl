@@ -44,6 +44,7 @@
     sign/2,
     sign/3,
     verify/3,
+    verify_timed/3,
     revoke/3,
     revocation_status/1,
     canonical_json/1,
@@ -66,7 +67,8 @@
     | no_matching_key | tampered | unsigned | bad_signature | unknown_signer
     | bad_passphrase | empty_passphrase
     | {invalid_json, duplicate_key | number_out_of_range | invalid_utf8 | invalid_value | syntax}
-    | {attachment_content_missing, binary()} | malformed_signatures | too_large | internal.
+    | {attachment_content_missing, binary()} | malformed_signatures | too_large | internal
+    | signed_after_revocation.
 
 -type generate_opts() :: #{
     user_id => binary(),
@@ -206,6 +208,16 @@ verify(Data, Sig, Certs) when is_binary(Sig), is_list(Certs) ->
     check_certs(Certs),
     couch_pgp_nif:verify(to_binary(Data), Sig, Certs);
 verify(_, _, _) ->
+    erlang:error(badarg).
+
+%% @doc Like verify/3, with the signature's creation time (unix seconds), as the signer's
+%% clock put it in the signed signature packet.
+-spec verify_timed(iodata(), binary(), [cert()]) ->
+    {ok, fingerprint(), non_neg_integer()} | {error, reason()}.
+verify_timed(Data, Sig, Certs) when is_binary(Sig), is_list(Certs) ->
+    check_certs(Certs),
+    couch_pgp_nif:verify_timed(to_binary(Data), Sig, Certs);
+verify_timed(_, _, _) ->
     erlang:error(badarg).
 
 %% @doc `Key''s certificate with a key revocation signature by `Key' itself (armored), with

@@ -50,3 +50,21 @@ revocation_status_test() ->
     ?assertMatch({revoked, retired, _}, couch_pgp:revocation_status(R)),
     ?assertError(badarg, couch_pgp:revoke(K, stolen, <<>>)),
     ?assertEqual({error, malformed}, couch_pgp:revoke(K, retired, binary:copy(<<"x">>, 2000))).
+
+%% A certificate revoked in a registry from time T counts only for signatures made before T.
+revoked_signer_counts_before_its_revocation_test() ->
+    K = key(),
+    Cert = couch_pgp:public_cert(K),
+    Fpr = couch_pgp:fingerprint(K),
+    {ok, Doc} = couch_pgp:sign_doc({[{<<"_id">>, <<"d">>}, {<<"n">>, 1}]}, K),
+    Now = erlang:system_time(second),
+    ?assertEqual({ok, [Fpr]}, couch_pgp:verify_doc(Doc, [Cert], #{revoked => #{Fpr => Now + 60}})),
+    ?assertEqual({error, signed_after_revocation},
+                 couch_pgp:verify_doc(Doc, [Cert], #{revoked => #{Fpr => Now - 60}})),
+    %% Revocations of other keys do not matter.
+    ?assertEqual({ok, [Fpr]}, couch_pgp:verify_doc(Doc, [Cert], #{revoked => #{<<"X">> => 0}})),
+    {ok, Payload} = couch_pgp_doc:signing_payload(Doc, #{}),
+    {ok, Sig} = couch_pgp:sign(Payload, K),
+    {ok, Fpr, Created} = couch_pgp:verify_timed(Payload, Sig, [Cert]),
+    ?assert(abs(Created - Now) =< 5),
+    ?assertEqual({error, unknown_signer}, couch_pgp:verify_timed(Payload, Sig, [couch_pgp:public_cert(key())])).

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { CouchDB, couchdbSkip, sleep } from './couchdb.mjs';
 import { Client, newKey } from './pgp_client.mjs';
 import {
-  connect, IdentityRevokedError, PinMismatchError, ProtocolError, SessionExpiredError,
+  connect, IdentityRevokedError, PinMismatchError, ProtocolError, SessionExpiredError, Security,
 } from '../../client/src/index.js';
 
 const skip = couchdbSkip();
@@ -223,5 +223,110 @@ describe('identity rotation, revocation and token secret rotation', { skip, time
     assert.deepEqual(id.previous, beforeRestart.previous);
     assert.deepEqual(id.revocations, beforeRestart.revocations);
     await assert.rejects(connect(db.url, { pin: oldFpr }), IdentityRevokedError);
+  });
+});
+
+// Client certificates over time: a user's revocation (DELETE /_pgp/certs/<fpr>) keeps the
+// certificate with its revocation time; signatures made before it still count for
+// replicated revisions, later ones are refused; interactive writes refuse it at once. An
+// expired certificate is refused wherever it would start something new, while signatures
+// it made when valid still verify.
+describe('client certificates: revocation date and expiry', { skip, timeout: 600000 }, () => {
+  let db; let conn;
+  const BOB = { username: 'bob', password: 'bob-pw-rot' };
+  const SIGNED = 'signed';
+  const REPLICA = 'replica';
+
+  const replicate = (dbName, doc) => db.json(`/${dbName}/_bulk_docs`, {
+    method: 'POST', body: { docs: [{ ...doc, _rev: '1-abc' }], new_edits: false } });
+  const secondsTick = async () => { const s = Math.floor(Date.now() / 1000); while (Math.floor(Date.now() / 1000) === s) await sleep(50); };
+
+  before(async () => {
+    db = await CouchDB.start({ ini: { couch_pgp: { signed_dbs: `${SIGNED},${REPLICA}` } } });
+    const u = await db.json(`/_users/org.couchdb.user:${BOB.username}`, {
+      method: 'PUT', body: { name: BOB.username, password: BOB.password, roles: [], type: 'user' } });
+    assert.equal(u.status, 201, u.text);
+    for (const name of [SIGNED, REPLICA]) {
+      assert.equal((await db.json(`/${name}`, { method: 'PUT' })).status, 201);
+      await db.json(`/${name}/_security`, { method: 'PUT', body: { members: { names: ['bob'] }, admins: {} } });
+    }
+    conn = await connect(db.url, { pin: (await db.json('/_pgp', { auth: null })).body.fingerprint });
+    await conn.login(BOB.username, BOB.password);
+  });
+
+  after(async () => { if (db) await db.stop(); });
+
+  test('revoked now: earlier signatures still verify, later ones and new writes are refused', async () => {
+    const key = await new Security({ userID: 'bob', lifetime: 0 }).ready;
+    const fpr = await key.fingerprint();
+    await conn.registerCertificate(key);
+    const before = await key.signDoc({ _id: 'before', n: 1 });
+    assert.equal((await conn.putDoc(SIGNED, before)).ok, true);
+    await secondsTick();
+    const del = await conn.request(`/_pgp/certs/${fpr}`, { method: 'DELETE' });
+    assert.equal(del.status, 200);
+    const { revoked_at: revokedAt } = await del.json();
+    assert.ok(Math.abs(revokedAt - Date.now() / 1000) < 5);
+    await secondsTick();
+    // Interactive: refused at once, whatever the signature's date.
+    const after = await key.signDoc({ _id: 'after', n: 2 });
+    const w = await conn.request(`/${SIGNED}/after`, { method: 'PUT', body: after });
+    assert.equal(w.status, 403);
+    // (Bob's only certificate: he has none registered now.)
+    assert.equal((await w.json()).reason,
+      'Signed-only database: the writing user has no registered OpenPGP certificate (pgp_certs on the _users document).');
+    // Replicated: the revision signed before the revocation passes, the later one does not.
+    const ok = await replicate(REPLICA, before);
+    assert.equal(ok.status, 201, ok.text);
+    const late = await replicate(REPLICA, after);
+    assert.equal(late.status, 403, late.text);
+    assert.equal(late.body.reason,
+      'Signed-only database: the signing certificate was revoked by its owner before this signature was made.');
+    assert.equal((await db.json(`/${REPLICA}/after`)).status, 404);
+    // Published: to its owner with the time, to any logged-in user by fingerprint.
+    const mine = await (await conn.request('/_pgp/certs')).json();
+    assert.deepEqual(mine.revoked, [{ fingerprint: fpr, revoked_at: revokedAt }]);
+    assert.deepEqual(await (await conn.request(`/_pgp/certs/${fpr}`)).json(),
+      { fingerprint: fpr, status: 'revoked', revoked_at: revokedAt });
+    assert.equal((await (await conn.request(`/_pgp/certs/${'AB'.repeat(20)}`)).json()).status, 'unknown');
+    // A revocation is final: registering the certificate again is refused.
+    await assert.rejects(conn.registerCertificate(key), (e) => e.status === 400 && e.error === 'pgp_bad_cert');
+    assert.match(db.log(), new RegExp(`couch_pgp audit: cert revoked user=bob cert=${fpr} revoked_at=${revokedAt}`));
+  });
+
+  test('revoked from an earlier date (when the key was lost): signatures since then are refused', async () => {
+    const key = await new Security({ userID: 'bob', lifetime: 0 }).ready;
+    const fpr = await key.fingerprint();
+    await conn.registerCertificate(key);
+    const stolen = await key.signDoc({ _id: 'stolen', n: 3 });
+    assert.equal((await conn.putDoc(SIGNED, stolen)).ok, true);
+    const lostAt = Math.floor(Date.now() / 1000) - 60;
+    const future = await conn.request(`/_pgp/certs/${fpr}?revoked_at=${lostAt + 3600}`, { method: 'DELETE' });
+    assert.equal(future.status, 400);
+    const del = await conn.request(`/_pgp/certs/${fpr}?revoked_at=${lostAt}`, { method: 'DELETE' });
+    assert.equal(del.status, 200);
+    assert.equal((await del.json()).revoked_at, lostAt);
+    const r = await replicate(REPLICA, stolen);
+    assert.equal(r.status, 403, r.text);
+    assert.match(r.body.reason, /revoked by its owner before this signature was made/);
+  });
+
+  test('an expired certificate: no new session, no registration, its earlier signatures still count', async () => {
+    const key = await new Security({ userID: 'bob', lifetime: 8 }).ready;
+    await conn.registerCertificate(key);
+    const early = await key.signDoc({ _id: 'while-valid', n: 4 });
+    assert.equal((await conn.putDoc(SIGNED, early)).ok, true);
+    const publicKey = await key.getPublicKey();
+    await sleep(9500);
+    const session = await db.json('/_pgp/session', { method: 'POST', auth: BOB, body: { client_cert: publicKey } });
+    assert.equal(session.status, 400, session.text);
+    assert.equal(session.body.reason, 'The certificate has expired.');
+    // (The client will not even sign the proof with an expired key; the server refuses the
+    // certificate before it looks at the proof.)
+    await assert.rejects(conn.request('/_pgp/certs', { method: 'POST', body: { cert: publicKey, signature: 'x' } }),
+      (e) => e.status === 400 && e.error === 'pgp_bad_cert' && e.reason === 'The certificate has expired.');
+    // Signed while valid: still verifies after the expiry (judged at the signature's time).
+    const r = await replicate(REPLICA, early);
+    assert.equal(r.status, 201, r.text);
   });
 });

@@ -404,6 +404,35 @@ fn verify<'a>(
     }
 }
 
+/// Like `verify`, with the good signature's creation time: `{ok, Fingerprint, UnixSeconds}`.
+/// The caller judges the time (a certificate revoked in a registry from a date on).
+#[rustler::nif(schedule = "DirtyCpu")]
+fn verify_timed<'a>(
+    env: Env<'a>,
+    data: Binary<'a>,
+    sig: Binary<'a>,
+    certs: ListIterator<'a>,
+) -> Term<'a> {
+    let certs = match cert_list(certs) {
+        Ok(c) => c,
+        Err(e) => return error_term(env, e),
+    };
+    match verify::verify_detached_all(data.as_slice(), sig.as_slice(), &certs, verify::Window::default()) {
+        Ok(v) => match v.first() {
+            Some(first) => {
+                let secs = first
+                    .created
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                (atoms::ok(), first.cert_fingerprint.clone(), secs).encode(env)
+            }
+            None => error_term(env, Error::Unsigned),
+        },
+        Err(e) => error_term(env, e),
+    }
+}
+
 // ---------------------------------------------------------------- JSON
 
 #[rustler::nif(schedule = "DirtyCpu")]
