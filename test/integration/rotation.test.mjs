@@ -5,7 +5,9 @@
 // refuses every earlier token with pgp_session_revoked; the state survives a restart.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { CouchDB, couchdbSkip, sleep } from './couchdb.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CouchDB, couchdbSkip, sleep, run, REPO } from './couchdb.mjs';
 import { Client, newKey } from './pgp_client.mjs';
 import {
   connect, IdentityRevokedError, PinMismatchError, ProtocolError, SessionExpiredError, Security,
@@ -328,5 +330,93 @@ describe('client certificates: revocation date and expiry', { skip, timeout: 600
     // Signed while valid: still verifies after the expiry (judged at the signature's time).
     const r = await replicate(REPLICA, early);
     assert.equal(r.status, 201, r.text);
+  });
+});
+
+// A three-node cluster: the operator's script, run against one node, rotates, revokes and
+// rotates the token secret on all three (pushed over Erlang distribution); each node then
+// serves the same keys from its own key directory.
+describe('keys over time on a three-node cluster', { skip, timeout: 600000 }, () => {
+  let nodes;
+  const keys = (node, ...args) => run('sh', [path.join(REPO, 'scripts', 'keys.sh'), ...args], {
+    env: { ...process.env, COUCH_URL: node.url, COUCH_ADMIN: `${node.admin.username}:${node.admin.password}` } });
+  const identities = () => Promise.all(nodes.map(async (n) => (await n.json('/_pgp', { auth: null })).body));
+
+  before(async () => {
+    nodes = await CouchDB.startCluster(3);
+    const u = await nodes[0].json(`/_users/org.couchdb.user:${ALICE.username}`, {
+      method: 'PUT', body: { name: ALICE.username, password: ALICE.password, roles: [], type: 'user' } });
+    assert.equal(u.status, 201, u.text);
+    assert.equal((await nodes[1].json('/records', { method: 'PUT' })).status, 201);
+    await nodes[1].json('/records/_security', { method: 'PUT', body: { members: { names: ['alice'] }, admins: {} } });
+  });
+
+  after(async () => { for (const n of (nodes || []).reverse()) await n.stop(); });
+
+  test('rotate on one node: every node serves the new key, clients follow, earlier sessions work on every node', async () => {
+    const [oldId] = await identities();
+    const raw = new Client(nodes[0], ALICE, await newKey('alice-cluster'));
+    await raw.pin(oldId.fingerprint);
+    await raw.startSession();
+    const r = await keys(nodes[1], 'rotate', '3600');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const answer = JSON.parse(r.stdout);
+    assert.deepEqual(Object.keys(answer.nodes).sort(), nodes.map((n) => n.nodeName).sort());
+    assert.deepEqual(Object.values(answer.nodes), ['ok', 'ok', 'ok']);
+    const ids = await identities();
+    for (const id of ids) {
+      assert.equal(id.fingerprint, answer.fingerprint);
+      assert.deepEqual(id.previous, ids[0].previous);
+      assert.equal(id.previous[0].fingerprint, oldId.fingerprint);
+    }
+    for (const n of nodes) {
+      assert.ok(fs.existsSync(path.join(n.home, 'data', 'couch_pgp', 'server_key.asc.history.json')));
+      assert.match(n.readIni(), new RegExp(`identity_fingerprint = ${answer.fingerprint}`));
+    }
+    // Pinned to the old key, connecting through the third node: follows the rotation.
+    const changes = [];
+    const c = await connect(nodes[2].url, { pin: oldId.fingerprint, onPinChange: (ch) => changes.push(ch) });
+    assert.equal(changes.length, 1);
+    await c.login(ALICE.username, ALICE.password);
+    assert.equal((await c.request('/records/c1', { method: 'PUT', body: { n: 1 } })).status, 201);
+    // The session started on node 0 before the rotation works on each node.
+    for (const n of nodes) {
+      const other = Object.assign(new Client(n, ALICE, raw.key), {
+        token: raw.token, sessionCert: raw.sessionCert, channel: raw.channel, identity: raw.identity });
+      const got = await other.sendChannel('GET', '/records/c1');
+      assert.equal(got.status, 200, `${n.nodeName}: ${JSON.stringify(got.body)}`);
+    }
+  });
+
+  test('revoke and token secret rotation reach every node', async () => {
+    const [id] = await identities();
+    const oldFpr = id.previous[0].fingerprint;
+    const raw = new Client(nodes[1], ALICE, await newKey('alice-cluster-2'));
+    await raw.pin(id.fingerprint);
+    await raw.startSession();
+    const r = await keys(nodes[2], 'revoke', oldFpr, 'compromised', 'backup tape "lost"');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    for (const got of await identities()) {
+      assert.equal(got.revocations.length, 1);
+      assert.equal(got.revocations[0].fingerprint, oldFpr);
+      assert.equal(got.revocations[0].message, 'backup tape "lost"');
+    }
+    for (const n of nodes) await assert.rejects(connect(n.url, { pin: oldFpr }), IdentityRevokedError);
+    const t = await keys(nodes[0], 'token-secret');
+    assert.equal(t.code, 0, t.stdout + t.stderr);
+    for (const n of nodes) {
+      const other = Object.assign(new Client(n, ALICE, raw.key), {
+        token: raw.token, sessionCert: raw.sessionCert, channel: raw.channel, identity: raw.identity });
+      const got = await other.sendChannel('GET', '/records/c1');
+      assert.equal(got.status, 401, n.nodeName);
+      assert.equal(got.body.error, 'pgp_session_revoked', n.nodeName);
+    }
+    // A session made now on one node works on the others (they share the new secret).
+    await raw.startSession();
+    for (const n of nodes) {
+      const other = Object.assign(new Client(n, ALICE, raw.key), {
+        token: raw.token, sessionCert: raw.sessionCert, channel: raw.channel, identity: raw.identity });
+      assert.equal((await other.sendChannel('GET', '/records/c1')).status, 200, n.nodeName);
+    }
   });
 });
