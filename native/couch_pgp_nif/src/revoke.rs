@@ -109,37 +109,42 @@ mod tests {
     use super::*;
     use crate::keys::{generate, GenerateOptions};
 
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn a_revoked_cert_says_why_and_when() {
-        let key = generate(&GenerateOptions::default()).unwrap();
-        let public = key.public_binary().unwrap();
-        assert_eq!(status(&public).unwrap(), None);
-        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let revoked = revoke(&key, Reason::Compromised, b"key file copied").unwrap();
-        let (reason, at) = status(&revoked).unwrap().unwrap();
+    fn a_revoked_cert_says_why_and_when() -> TestResult {
+        let key = generate(&GenerateOptions::default())?;
+        let public = key.public_binary()?;
+        assert_eq!(status(&public)?, None);
+        let before = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let revoked = revoke(&key, Reason::Compromised, b"key file copied")?;
+        let (reason, at) = status(&revoked)?.ok_or("not revoked")?;
         assert_eq!(reason, Reason::Compromised);
         assert!(at + 5 >= before && at <= before + 5);
         // A revoked certificate is refused where certificates are imported.
-        assert_eq!(certs::import(&revoked).unwrap_err(), Error::Revoked);
+        assert_eq!(certs::import(&revoked), Err(Error::Revoked));
+        Ok(())
     }
 
     #[test]
-    fn a_revocation_by_another_key_does_not_count() {
-        let key = generate(&GenerateOptions::default()).unwrap();
-        let other = generate(&GenerateOptions::default()).unwrap();
-        let revoked_other = revoke(&other, Reason::Retired, b"").unwrap();
+    fn a_revocation_by_another_key_does_not_count() -> TestResult {
+        let key = generate(&GenerateOptions::default())?;
+        let other = generate(&GenerateOptions::default())?;
+        let revoked_other = revoke(&other, Reason::Retired, b"")?;
         // Graft the other key's revocation signature onto our certificate.
-        let theirs = Cert::from_bytes(&revoked_other).unwrap();
-        let sig = theirs.primary_key().self_revocations().next().unwrap().clone();
+        let theirs = Cert::from_bytes(&revoked_other)?;
+        let sig = theirs.primary_key().self_revocations().next().ok_or("no revocation")?.clone();
         let ours = key.cert().clone().strip_secret_key_material();
-        let (grafted, _) = ours.insert_packets(sig).unwrap();
-        assert_eq!(status(&certs::armored(&grafted).unwrap()).unwrap(), None);
+        let (grafted, _) = ours.insert_packets(sig)?;
+        assert_eq!(status(&certs::armored(&grafted)?)?, None);
+        Ok(())
     }
 
     #[test]
-    fn too_long_a_message_is_refused() {
-        let key = generate(&GenerateOptions::default()).unwrap();
+    fn too_long_a_message_is_refused() -> TestResult {
+        let key = generate(&GenerateOptions::default())?;
         let long = vec![b'x'; MAX_MESSAGE_BYTES + 1];
-        assert_eq!(revoke(&key, Reason::Retired, &long).unwrap_err(), Error::Malformed);
+        assert_eq!(revoke(&key, Reason::Retired, &long), Err(Error::Malformed));
+        Ok(())
     }
 }
