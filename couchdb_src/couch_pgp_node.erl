@@ -23,7 +23,8 @@ start_link() ->
         conceal_secrets(),
         ensure_secret(),
         case couch_pgp_sup:start_link(keystore_opts(), [couch_pgp_switch:child_spec(),
-                                                     couch_pgp_cert_index:child_spec()]) of
+                                                     couch_pgp_cert_index:child_spec(),
+                                                     couch_pgp_key_sync:child_spec()]) of
             {ok, Pid} ->
                 {ok, Pid};
             Other ->

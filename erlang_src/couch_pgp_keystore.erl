@@ -31,7 +31,7 @@
 -include_lib("kernel/include/file.hrl").
 
 -export([start_link/1, identity/0, status/0, load/0, unload/0, stop/0]).
--export([rotate/1, install/1, revocation/3, install_revocation/1]).
+-export([rotate/1, install/1, revocation/3, install_revocation/1, offer/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -type opts() :: #{
@@ -111,6 +111,16 @@ revocation(Fpr, Reason, Message) ->
 install_revocation(Revocation) ->
     gen_server:call(?MODULE, {install_revocation, Revocation}, infinity).
 
+%% @doc What this node can give a peer whose identity is `TheirFpr', so that it catches up
+%% with rotations and revocations it missed (couch_pgp_key_sync): `{same, Revocations}',
+%% `{newer, Rotation, Revocations}' when `TheirFpr' is one of this node's earlier keys
+%% (the rotation from it straight to this node's current key), or `unknown'.
+-spec offer(couch_pgp:fingerprint()) ->
+    {same, [couch_pgp_rotation:revocation()]}
+    | {newer, rotation(), [couch_pgp_rotation:revocation()]} | unknown | {error, term()}.
+offer(TheirFpr) ->
+    gen_server:call(?MODULE, {offer, TheirFpr}, infinity).
+
 %% @doc Stops the store and forgets the key.
 -spec stop() -> ok.
 stop() ->
@@ -144,6 +154,8 @@ handle_call({revocation, Fpr, Reason, Message}, _From, Opts) ->
     {reply, with_identity(fun(Id) -> make_revocation(Id, Fpr, Reason, Message, Opts) end), Opts};
 handle_call({install_revocation, Revocation}, _From, Opts) ->
     {reply, with_identity(fun(Id) -> do_install_revocation(Id, Revocation, Opts) end), Opts};
+handle_call({offer, TheirFpr}, _From, Opts) ->
+    {reply, with_identity(fun(Id) -> make_offer(Id, TheirFpr, Opts) end), Opts};
 handle_call(unload, _From, Opts) ->
     persistent_term:put(?TERM, {error, disabled}),
     {reply, ok, Opts};
@@ -320,6 +332,23 @@ do_install_revocation(#{history := History} = Id,
             end;
         _ ->
             {error, bad_revocation}
+    end.
+
+make_offer(#{fingerprint := Fpr, history := #{revocations := Revs}}, Fpr, _Opts) ->
+    {same, Revs};
+make_offer(#{fingerprint := New, history := #{revocations := Revs} = History}, TheirFpr,
+           #{key_file := File}) ->
+    case couch_pgp_rotation:previous(History, TheirFpr) of
+        {ok, _} ->
+            %% The key file itself: the current key under the shared passphrase.
+            case file:read_file(File) of
+                {ok, Secret} ->
+                    {newer, #{old => TheirFpr, new => New, secret => Secret,
+                              history => couch_pgp_rotation:to_json(History)}, Revs};
+                {error, _} = E -> E
+            end;
+        error ->
+            unknown
     end.
 
 %% Files beside the key file: the history, and each earlier secret key by fingerprint.

@@ -205,7 +205,13 @@ rotation_installed_and_reloaded_test_() ->
             {ok, Rev} = couch_pgp_keystore:revocation(Old, compromised, <<"copied">>),
             ?assertEqual({error, bad_revocation},
                          couch_pgp_keystore:install_revocation(Rev#{reason := retired})),
+            %% What a peer that still has the old key is offered to catch up.
+            {newer, #{old := Old, new := New} = Offer, []} = couch_pgp_keystore:offer(Old),
+            ?assertMatch({ok, _}, couch_pgp_rotation:from_json(maps:get(history, Offer))),
+            ?assertEqual({same, []}, couch_pgp_keystore:offer(New)),
+            ?assertEqual(unknown, couch_pgp_keystore:offer(<<"0000">>)),
             ?assertEqual(ok, couch_pgp_keystore:install_revocation(Rev)),
+            ?assertMatch({same, [#{fingerprint := Old}]}, couch_pgp_keystore:offer(New)),
             {ok, #{history := H2}} = couch_pgp_keystore:identity(),
             ?assert(couch_pgp_rotation:is_revoked(H2, Old)),
             %% A rotation whose old key is not this node's identity is refused.

@@ -388,18 +388,46 @@ describe('keys over time on a three-node cluster', { skip, timeout: 600000 }, ()
     }
   });
 
+  test('a node that was down during a rotation and a revocation catches up by itself when it is back', async () => {
+    const c = nodes[2];
+    await c.kill();
+    const r = await keys(nodes[0], 'rotate', '3600');
+    assert.equal(r.code, 1, r.stdout + r.stderr); // not every node applied it
+    const answer = JSON.parse(r.stdout);
+    assert.equal(answer.ok, false);
+    assert.equal(answer.nodes[nodes[1].nodeName], 'ok');
+    assert.match(answer.nodes[c.nodeName], /^error: /);
+    const missed = answer.previous;
+    const rev = await keys(nodes[1], 'revoke', missed, 'superseded');
+    assert.equal(rev.code, 1, rev.stdout + rev.stderr);
+    await c.start();
+    // couch_pgp_key_sync asks its peers 5 s after start, then every 30 s.
+    await c.waitFor(async () => {
+      const id = (await c.json('/_pgp', { auth: null })).body;
+      return id.fingerprint === answer.fingerprint && id.revocations?.some((x) => x.fingerprint === missed);
+    }, { timeoutMs: 60000, what: 'the restarted node to catch up' });
+    const ids = await identities();
+    for (const id of ids) {
+      assert.equal(id.fingerprint, answer.fingerprint);
+      assert.deepEqual(id.previous, ids[0].previous);
+      assert.deepEqual(id.revocations.map((x) => x.fingerprint), ids[0].revocations.map((x) => x.fingerprint));
+    }
+    assert.match(c.log(), new RegExp(`couch_pgp: identity caught up from \\S+: ${missed} -> ${answer.fingerprint}`));
+  });
+
   test('revoke and token secret rotation reach every node', async () => {
     const [id] = await identities();
-    const oldFpr = id.previous[0].fingerprint;
+    // The first key (the one before the first rotation), not yet revoked.
+    const oldFpr = id.previous[id.previous.length - 1].fingerprint;
     const raw = new Client(nodes[1], ALICE, await newKey('alice-cluster-2'));
     await raw.pin(id.fingerprint);
     await raw.startSession();
     const r = await keys(nodes[2], 'revoke', oldFpr, 'compromised', 'backup tape "lost"');
     assert.equal(r.code, 0, r.stdout + r.stderr);
     for (const got of await identities()) {
-      assert.equal(got.revocations.length, 1);
-      assert.equal(got.revocations[0].fingerprint, oldFpr);
-      assert.equal(got.revocations[0].message, 'backup tape "lost"');
+      assert.equal(got.revocations.length, 2);
+      const mine = got.revocations.find((x) => x.fingerprint === oldFpr);
+      assert.equal(mine.message, 'backup tape "lost"');
     }
     for (const n of nodes) await assert.rejects(connect(n.url, { pin: oldFpr }), IdentityRevokedError);
     const t = await keys(nodes[0], 'token-secret');
