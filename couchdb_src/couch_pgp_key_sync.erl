@@ -5,7 +5,9 @@
 %% (couch_pgp_keystore:offer/1): a rotation from this key to the peer's newer one is
 %% installed (the same install/1 the push uses: the key under the shared passphrase, the
 %% history), and revocations this node lacks are added. A peer whose key this node does
-%% not know offers nothing: nodes never go back to an older key.
+%% not know offers nothing: nodes never go back to an older key. The token secret likewise:
+%% a peer that retired this node's secret (couch_pgp_tokens:secret_offer/1) hands over its
+%% current one.
 -module(couch_pgp_key_sync).
 -behaviour(gen_server).
 
@@ -26,7 +28,7 @@ child_spec() ->
       shutdown => 5000, type => worker}.
 
 %% @doc Runs one round now (for tests and operators): what changed, per peer.
--spec sync() -> [{node(), term()}].
+-spec sync() -> [{node(), term(), term()}].
 sync() ->
     gen_server:call(?MODULE, sync, 60000).
 
@@ -61,7 +63,22 @@ handle_info(_Msg, St) ->
 %% rotation installed here changes what to ask the next one). Never crashes the server.
 round() ->
     Peers = [N || N <- mem3:nodes(), N =/= node(), lists:member(N, nodes())],
-    [{Peer, catch_up(Peer)} || Peer <- Peers].
+    [{Peer, catch_up(Peer), secret_catch_up(Peer)} || Peer <- Peers].
+
+secret_catch_up(Peer) ->
+    case couch_pgp_config:token_secret() of
+        {ok, Mine} ->
+            try erpc:call(Peer, couch_pgp_tokens, secret_offer, [Mine], ?PEER_TIMEOUT_MS) of
+                {newer, Secret, Retired} when is_binary(Secret), is_list(Retired) ->
+                    couch_pgp_tokens:adopt_secret(Secret, Retired);
+                Other ->
+                    Other
+            catch
+                Class:Why -> {Class, Why}
+            end;
+        {error, _} = Error ->
+            Error
+    end.
 
 catch_up(Peer) ->
     case couch_pgp_keystore:identity() of

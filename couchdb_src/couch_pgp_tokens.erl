@@ -2,7 +2,7 @@
 %% the `X-PGP-Session' token on any node that shares the cluster secret.
 -module(couch_pgp_tokens).
 
--export([issue/2, open/1, describe/2, sealable/1, rotate_secret/1]).
+-export([issue/2, open/1, describe/2, sealable/1, rotate_secret/1, secret_offer/1, adopt_secret/2]).
 
 %% @doc A new session for `User' with `ClientCert': `{ok, Token, Session}'. A certificate
 %% that cannot be encrypted to (no encryption subkey, expired, revoked) is refused here:
@@ -123,6 +123,27 @@ rotate_secret(NewSecret) when byte_size(NewSecret) >= 32 ->
         {error, no_secret} = Error ->
             Error
     end.
+
+%% @doc For a peer whose derived token key is `Theirs' (couch_pgp_key_sync): `same',
+%% `{newer, Secret, Retired}' when theirs is one this node retired (the peer missed a
+%% token-secret rotation), or `unknown'.
+-spec secret_offer(binary()) -> same | {newer, binary(), [binary()]} | unknown.
+secret_offer(Theirs) ->
+    Retired = couch_pgp_config:retired_secrets(),
+    case {couch_pgp_config:token_secret(), lists:member(Theirs, Retired),
+          config:get("couch_pgp", "secret", undefined)} of
+        {{ok, Theirs}, _, _} -> same;
+        {{ok, _}, true, Secret} when is_list(Secret) -> {newer, list_to_binary(Secret), Retired};
+        _ -> unknown
+    end.
+
+%% @doc Takes a peer's newer token secret (see secret_offer/1) and forgets cached sessions.
+-spec adopt_secret(binary(), [binary()]) -> ok.
+adopt_secret(Secret, Retired) ->
+    couch_pgp_config:set_token_secret(Secret, Retired),
+    couch_pgp_cache:forget_sessions(),
+    couch_log:notice("couch_pgp audit: token secret rotated node=~s (caught up)", [node()]),
+    ok.
 
 %% @doc What a client gets to know about its session: the session certificate, and a
 %% statement binding it to the user, the client key and the expiry, signed by the server's

@@ -430,8 +430,21 @@ describe('keys over time on a three-node cluster', { skip, timeout: 600000 }, ()
       assert.equal(mine.message, 'backup tape "lost"');
     }
     for (const n of nodes) await assert.rejects(connect(n.url, { pin: oldFpr }), IdentityRevokedError);
+    // The third node is down when the token secret is rotated: it takes the new secret from
+    // its peers when it is back.
+    const c = nodes[2];
+    await c.kill();
     const t = await keys(nodes[0], 'token-secret');
-    assert.equal(t.code, 0, t.stdout + t.stderr);
+    assert.equal(t.code, 1, t.stdout + t.stderr);
+    assert.equal(JSON.parse(t.stdout).nodes[nodes[1].nodeName], 'ok');
+    await c.start();
+    const onC = Object.assign(new Client(c, ALICE, raw.key), {
+      token: raw.token, sessionCert: raw.sessionCert, channel: raw.channel, identity: raw.identity });
+    await c.waitFor(async () => {
+      const got = await onC.sendChannel('GET', '/records/c1').catch(() => ({}));
+      return got.status === 401 && got.body?.error === 'pgp_session_revoked';
+    }, { timeoutMs: 60000, what: 'the restarted node to take the new token secret' });
+    assert.match(c.log(), /couch_pgp audit: token secret rotated node=\S+ \(caught up\)/);
     for (const n of nodes) {
       const other = Object.assign(new Client(n, ALICE, raw.key), {
         token: raw.token, sessionCert: raw.sessionCert, channel: raw.channel, identity: raw.identity });
