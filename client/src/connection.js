@@ -135,7 +135,17 @@ export class Connection {
     if (revoked.has(actual)) throw new IdentityRevokedError(actual, revoked.get(actual));
     const { pin } = this.#opts;
     if (typeof pin === 'function') {
-      if (await pin(actual) !== true) throw new PinMismatchError('(refused by the application)', actual);
+      // Asked once per key: a re-read before a new session does not ask again, and a key
+      // the one it accepted endorsed is followed as for a fingerprint pin.
+      const known = this.identityFingerprint;
+      if (actual !== known) {
+        const chain = known && await endorsedChain(body, known, actual, revoked);
+        if (chain) {
+          await this.#opts.onPinChange?.({ from: known, to: actual, chain });
+        } else if (await pin(actual) !== true) {
+          throw new PinMismatchError('(refused by the application)', actual);
+        }
+      }
     } else if (normalizeFingerprint(pin) !== actual) {
       const pinned = normalizeFingerprint(pin);
       if (revoked.has(pinned)) throw new IdentityRevokedError(pinned, revoked.get(pinned));

@@ -109,3 +109,22 @@ test('a revocation that does not verify is refused, not ignored', async () => {
   server.revocations.push({ fingerprint: old, reason: 'compromised', message: '', revoked_at: 0, revocation: publicKey });
   await assert.rejects(connect(BASE, { pin: server.fingerprint, fetch: server.fetch }), ProtocolError);
 });
+
+test('a function pin is asked once per key, and a key its accepted key endorsed is followed', async () => {
+  const server = await FakeServer.create();
+  const asked = [];
+  const changes = [];
+  const conn = await connect(BASE, { pin: (f) => { asked.push(f); return true; }, fetch: server.fetch,
+    onPinChange: (c) => changes.push(c) });
+  const first = server.fingerprint;
+  await conn.pin();
+  assert.deepEqual(asked, [first]);
+  await server.rotate();
+  await conn.pin();
+  assert.deepEqual(asked, [first]);
+  assert.deepEqual(changes.map((c) => [c.from, c.to]), [[first, server.fingerprint]]);
+  // A new key nobody endorsed goes to the application.
+  server.identity = server.stranger;
+  await conn.pin();
+  assert.deepEqual(asked, [first, server.fingerprint]);
+});
