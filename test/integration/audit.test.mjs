@@ -1,6 +1,6 @@
 // The node's audit trail in a real CouchDB: real security events (identity created, session,
 // encrypted login and a refused one, refused requests, certificate registered / refused /
-// removed, signed documents accepted and refused, configuration changes) land in the
+// revoked, signed documents accepted and refused, configuration changes) land in the
 // node's chained file; only server admins read it over HTTP; scripts/audit_verify passes the
 // trail as written and names the seq of an entry edited in a copy; the chain survives a
 // restart; and no password, passphrase, token, key or document content is in the trail.
@@ -109,8 +109,10 @@ describe('couch_pgp audit trail in CouchDB', { skip, timeout: 600000 }, () => {
     assert.equal((await db.json('/signed/s1', { method: 'PUT', auth: aliceAuth,
       body: await signDoc({ _id: 's1', note: SECRET_TEXT }, alice.key) })).status, 201);
     assert.equal((await db.json('/signed/s2', { method: 'PUT', auth: aliceAuth, body: { note: SECRET_TEXT } })).status, 403);
-    // The certificate removed.
-    assert.equal((await db.json(`/_pgp/certs/${alice.key.fingerprint}`, { method: 'DELETE', auth: aliceAuth })).status, 200);
+    // The certificate revoked.
+    const del = await db.json(`/_pgp/certs/${alice.key.fingerprint}`, { method: 'DELETE', auth: aliceAuth });
+    assert.equal(del.status, 200, del.text);
+    const revokedAt = del.body.revoked_at;
 
     const body = await trail();
     assert.equal(body.node, db.nodeName);
@@ -133,7 +135,7 @@ describe('couch_pgp audit trail in CouchDB', { skip, timeout: 600000 }, () => {
       ['cert_registered', { user: 'alice', cert: fpr }],
       ['signed_doc_accepted', { user: 'alice', db: 'signed', doc: 's1', signers: [fpr], mode: 'interactive' }],
       ['signed_doc_refused', { user: 'alice', db: 'signed', doc: 's2', reason: 'unsigned', mode: 'interactive' }],
-      ['cert_removed', { user: 'alice', cert: fpr }],
+      ['cert_revoked', { user: 'alice', cert: fpr, revoked_at: revokedAt }],
     ];
     for (const [type, fields] of expected) {
       assert.ok(has(type, fields), `${type} ${JSON.stringify(fields)} not in ${JSON.stringify(body.entries.filter((e) => e.type === type))}`);
@@ -147,7 +149,7 @@ describe('couch_pgp audit trail in CouchDB', { skip, timeout: 600000 }, () => {
     assert.ok(cps.length >= 2, `${cps.length} checkpoints`);
     for (const cp of cps) assert.equal(cp.fields.signer, alice.identity.getFingerprint().toUpperCase());
     // The same events are in CouchDB's log, in the same words.
-    assert.match(db.log(), new RegExp(`couch_pgp audit: cert_removed user=alice cert=${fpr}`));
+    assert.match(db.log(), new RegExp(`couch_pgp audit: cert_revoked user=alice cert=${fpr} revoked_at=${revokedAt}`));
     // ?since and ?limit page through it.
     const page = await trail(`?since=3&limit=2`);
     assert.deepEqual(page.entries.map((e) => e.seq), [4, 5]);
