@@ -243,4 +243,45 @@ describe('couch_pgp audit trail in CouchDB', { skip, timeout: 600000 }, () => {
     assert.equal(cut.code, 1);
     assert.match(cut.stdout, new RegExp(`the trail ends before seq ${last + 100}`));
   });
+
+  test('after an identity rotation the trail verifies with the certificates GET /_pgp announces', async () => {
+    const oldFpr = alice.identity.getFingerprint().toUpperCase();
+    assert.equal((await db.json('/_pgp/audit/checkpoint', { method: 'POST' })).status, 200);
+    const beforeRotation = fs.readFileSync(await identityFile());
+    const oldOnly = path.join(tmp, 'identity-before.json');
+    fs.writeFileSync(oldOnly, beforeRotation);
+    const rot = await db.json('/_pgp/rotate', { method: 'POST', body: { overlap: 3600 } });
+    assert.equal(rot.status, 200, rot.text);
+    const newFpr = rot.body.fingerprint;
+    assert.notEqual(newFpr, oldFpr);
+    assert.equal((await db.json('/_pgp/audit/checkpoint', { method: 'POST' })).status, 200);
+    const body = await trail();
+    assert.ok(body.entries.some((e) => e.type === 'identity_rotated' && e.fields.from === oldFpr
+      && e.fields.to === newFpr && e.fields.until === rot.body.until), 'identity_rotated in the trail');
+    const signers = new Set(body.entries.filter((e) => e.type === 'checkpoint').map((e) => e.fields.signer));
+    assert.deepEqual([...signers].sort(), [oldFpr, newFpr].sort());
+    assert.match(db.log(), new RegExp(`couch_pgp audit: identity_rotated from=${oldFpr} to=${newFpr} until=${rot.body.until}`));
+    // The current file holds checkpoints by both keys (it starts after seq 1: the part
+    // before it was rotated away by the test before).
+    const current = await download('rotated-identity.log');
+    const ident = await identityFile();
+    assert.equal(JSON.parse(fs.readFileSync(ident)).previous[0].fingerprint, oldFpr);
+    const ok = await verify('--cert', ident, '--from-any-seq', current);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /^signed through seq \d+ by ([0-9A-F]{40}), ([0-9A-F]{40})$/m);
+    assert.deepEqual(ok.stdout.match(/by (\S+), (\S+)$/m).slice(1).sort(), [oldFpr, newFpr].sort());
+    // Either key alone is not enough: the other one's checkpoint breaks the chain.
+    const newOnly = path.join(tmp, 'identity-new.asc');
+    fs.writeFileSync(newOnly, JSON.parse(fs.readFileSync(ident)).cert);
+    for (const certs of [oldOnly, newOnly]) {
+      const bad = await verify('--cert', certs, '--from-any-seq', current);
+      assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+      assert.match(bad.stdout, /checkpoint signature not good for the given certificates/);
+    }
+    // The same two certificates given one by one pass too.
+    const oldCert = path.join(tmp, 'identity-old.asc');
+    fs.writeFileSync(oldCert, JSON.parse(beforeRotation).cert);
+    const both = await verify('--cert', oldCert, '--cert', newOnly, '--from-any-seq', current);
+    assert.equal(both.code, 0, both.stdout + both.stderr);
+  });
 });
