@@ -55,7 +55,7 @@ handle(#httpd{method = 'POST'} = Req, User) ->
     {Doc, Certs} = user_doc(User),
     %% A revocation is final: registering the certificate again would undo it.
     lists:keymember(Fpr, 1, [{F, A} || {C, A} <- revoked_of(Doc), F <- [couch_pgp:fingerprint(C)]])
-        andalso refuse(cert_revoked),
+        andalso refuse_revoked(User, Fpr),
     Certs1 = case lists:member(Fpr, fingerprints(Certs)) of
         true -> Certs;
         false -> Certs ++ [Cert]
@@ -107,6 +107,12 @@ handle_one(#httpd{method = 'GET'} = Req, _User, Fpr0) ->
     chttpd:send_json(Req, 200, {[{<<"fingerprint">>, Fpr} | Status]});
 handle_one(Req, _User, _Fpr) ->
     chttpd:send_method_not_allowed(Req, "GET,DELETE").
+
+%% An attempt to undo a revocation is a security event too.
+-spec refuse_revoked(binary(), binary()) -> no_return().
+refuse_revoked(User, Fpr) ->
+    couch_pgp_audit:event(cert_refused, [{user, User}, {cert, Fpr}, {reason, cert_revoked}]),
+    refuse(cert_revoked).
 
 -spec refuse(couch_pgp_http_errors:reason()) -> no_return().
 refuse(Reason) ->

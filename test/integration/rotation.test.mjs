@@ -294,6 +294,7 @@ describe('client certificates: revocation date and expiry', { skip, timeout: 600
     // A revocation is final: registering the certificate again is refused.
     await assert.rejects(conn.registerCertificate(key), (e) => e.status === 400 && e.error === 'pgp_bad_cert');
     assert.match(db.log(), new RegExp(`couch_pgp audit: cert_revoked user=bob cert=${fpr} revoked_at=${revokedAt}`));
+    assert.match(db.log(), new RegExp(`couch_pgp audit: cert_refused user=bob cert=${fpr} reason=cert_revoked`));
   });
 
   test('revoked from an earlier date (when the key was lost): signatures since then are refused', async () => {
