@@ -60,6 +60,9 @@ export interface ConnectOptions {
   headers?: Record<string, string>;
   /** Called after every encrypted exchange with what crossed the wire and what it meant. */
   onExchange?: (e: Exchange) => void;
+  /** Called when the server rotated its identity and the pinned key endorsed the new one:
+   *  the connection now pins `to`; persist it (README "Keys over time"). */
+  onPinChange?: (change: { from: string; to: string; chain: string[] }) => void | Promise<void>;
 }
 
 export interface Exchange {
@@ -169,6 +172,12 @@ export class KeyStore {
 
 export class CouchPGPError extends Error { readonly code: string }
 export class PinMismatchError extends CouchPGPError { readonly code: 'pin_mismatch'; readonly expected: string; readonly actual: string }
+/** The server's identity (current, pinned, or on the way between) is revoked. */
+export class IdentityRevokedError extends CouchPGPError {
+  readonly code: 'identity_revoked'; readonly fingerprint: string;
+  readonly reason: 'unspecified' | 'superseded' | 'compromised' | 'retired' | string;
+  readonly revocationMessage: string; readonly revokedAt?: number;
+}
 export class BadSignatureError extends CouchPGPError { readonly code: 'bad_signature' | 'unsigned' | 'unknown_signer' }
 export class DecryptError extends CouchPGPError {
   readonly code: 'decrypt_failed';

@@ -21,7 +21,7 @@
 -behaviour(gen_server).
 -include_lib("couch/include/couch_db.hrl").
 
--export([start_link/0, child_spec/0, certs_for/1]).
+-export([start_link/0, child_spec/0, certs_for/1, signers/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(TABLE, ?MODULE).
@@ -67,6 +67,22 @@ certs_for(Fprs) ->
             confirmed(Fprs);
         Certs ->
             Certs
+    end.
+
+%% @doc Like certs_for/1, revoked certificates included: these certificates, and for those
+%% their users revoked, the time from which they no longer count (unix seconds). Throws as
+%% certs_for/1.
+-spec signers([binary()]) -> {[binary()], #{binary() => integer()}}.
+signers([]) ->
+    {[], #{}};
+signers(Fprs) ->
+    Asked = erlang:monotonic_time(millisecond),
+    case confirmed_with_revoked(Fprs) of
+        {[], _} ->
+            rebuild_since(Asked),
+            confirmed_with_revoked(Fprs);
+        Found ->
+            Found
     end.
 
 %% ----------------------------------------------------------------- gen_server
@@ -172,6 +188,18 @@ confirmed(Fprs) ->
     lists:usort([C || U <- Users, C <- couch_pgp_certs:registered(U),
                       lists:member(couch_pgp:fingerprint(C), Fprs)]).
 
+confirmed_with_revoked(Fprs) ->
+    Users = lists:usort([U || F <- Fprs, {_, U} <- lookup(F)]),
+    Wanted = fun(C) -> lists:member(couch_pgp:fingerprint(C), Fprs) end,
+    Current = [C || U <- Users, C <- couch_pgp_certs:registered(U), Wanted(C)],
+    Revoked = [{C, At} || U <- Users, {C, At} <- couch_pgp_certs:revoked(U), Wanted(C)],
+    %% The earliest revocation wins if two users somehow revoked the same key.
+    Times = lists:foldl(fun({C, At}, M) ->
+                            F = couch_pgp:fingerprint(C),
+                            M#{F => min(At, maps:get(F, M, At))}
+                        end, #{}, Revoked),
+    {lists:usort(Current ++ [C || {C, _} <- Revoked]), Times}.
+
 lookup(Fpr) ->
     try
         ets:lookup(?TABLE, Fpr)
@@ -216,7 +244,10 @@ row({row, Row}, Acc) ->
     case {couch_util:get_value(id, Row), couch_util:get_value(doc, Row)} of
         {<<?USER_PREFIX, User/binary>>, {Props}} ->
             Certs = couch_util:get_value(<<"pgp_certs">>, Props, []),
-            Entries = [{F, User} || is_list(Certs), C <- Certs, is_binary(C),
+            Revoked = couch_util:get_value(<<"pgp_revoked_certs">>, Props, []),
+            RevokedCerts = [C || is_list(Revoked), {E} <- Revoked,
+                                 C <- [couch_util:get_value(<<"cert">>, E)]],
+            Entries = [{F, User} || is_list(Certs), C <- Certs ++ RevokedCerts, is_binary(C),
                                     F <- [couch_pgp:fingerprint(C)], is_binary(F)],
             {ok, Entries ++ Acc};
         _ ->

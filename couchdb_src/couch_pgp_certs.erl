@@ -7,21 +7,27 @@
 %% `{"action":"register","fingerprint":F,"user":U}'. Without the proof, anyone could claim
 %% someone else's signatures as their own.
 %%
-%% `DELETE /_pgp/certs/<fingerprint>' removes one again (a lost or compromised key needs no
-%% proof: the user's own login is enough). Signed-only databases then refuse new writes
-%% signed by it; documents already written keep their signatures.
+%% `DELETE /_pgp/certs/<fingerprint>[?revoked_at=<unix seconds>]' revokes one (a lost or
+%% compromised key needs no proof: the user's own login is enough): the certificate moves
+%% to `pgp_revoked_certs' with the revocation time (now, or the earlier time the user names:
+%% when the key was lost). From then on interactive writes signed by it are refused; a
+%% replicated revision signed by it counts only if its signature was made before that time
+%% (README "Client certificates over time"). `GET /_pgp/certs/<fingerprint>' tells any
+%% logged-in user whether a certificate is registered, revoked (since when) or unknown.
 -module(couch_pgp_certs).
 -include_lib("couch/include/couch_db.hrl").
 
--export([handle/2, handle_one/3, registered/1]).
+-export([handle/2, handle_one/3, registered/1, revoked/1]).
 
 -define(USERS_DB, <<"_users">>).
+-define(REVOKED, <<"pgp_revoked_certs">>).
 
 -spec handle(#httpd{}, binary()) -> {ok, term()}.
 handle(#httpd{method = 'GET'} = Req, User) ->
-    {_Doc, Certs} = user_doc(User),
+    {Doc, Certs} = user_doc(User),
     chttpd:send_json(Req, 200, {[{<<"user">>, User},
-                                 {<<"fingerprints">>, fingerprints(Certs)}]});
+                                 {<<"fingerprints">>, fingerprints(Certs)},
+                                 {<<"revoked">>, [revoked_json(R) || R <- revoked_of(Doc)]}]});
 handle(#httpd{method = 'POST'} = Req, User) ->
     {Props} = chttpd:json_body_obj(Req),
     Armored = couch_util:get_value(<<"cert">>, Props),
@@ -47,11 +53,14 @@ handle(#httpd{method = 'POST'} = Req, User) ->
             refuse(bad_registration_proof)
     end,
     {Doc, Certs} = user_doc(User),
+    %% A revocation is final: registering the certificate again would undo it.
+    lists:keymember(Fpr, 1, [{F, A} || {C, A} <- revoked_of(Doc), F <- [couch_pgp:fingerprint(C)]])
+        andalso refuse_revoked(User, Fpr),
     Certs1 = case lists:member(Fpr, fingerprints(Certs)) of
         true -> Certs;
         false -> Certs ++ [Cert]
     end,
-    save(Doc, Certs1),
+    save(Doc, [{<<"pgp_certs">>, Certs1}]),
     couch_pgp_audit:event(cert_registered, [{user, User}, {cert, Fpr}]),
     chttpd:send_json(Req, 201, {[{<<"ok">>, true}, {<<"fingerprint">>, Fpr},
                                  {<<"fingerprints">>, fingerprints(Certs1)}]});
@@ -67,18 +76,43 @@ proof_reason(_) -> bad_proof.
 -spec handle_one(#httpd{}, binary(), binary()) -> {ok, term()}.
 handle_one(#httpd{method = 'DELETE'} = Req, User, Fpr0) ->
     Fpr = string:uppercase(Fpr0),
+    Now = erlang:system_time(second),
+    At = case chttpd:qs_value(Req, "revoked_at") of
+        undefined -> Now;
+        V ->
+            case catch list_to_integer(V) of
+                T when is_integer(T), T >= 0, T =< Now -> T;
+                _ -> throw({bad_request, <<"revoked_at: unix seconds, not in the future.">>})
+            end
+    end,
     {Doc, Certs} = user_doc(User),
-    case [C || C <- Certs, couch_pgp:fingerprint(C) =/= Fpr] of
-        Certs ->
+    case lists:partition(fun(C) -> couch_pgp:fingerprint(C) =:= Fpr end, Certs) of
+        {[], _} ->
             refuse(cert_not_registered);
-        Kept ->
-            save(Doc, Kept),
-            couch_pgp_audit:event(cert_removed, [{user, User}, {cert, Fpr}]),
+        {[Cert | _], Kept} ->
+            Revoked = revoked_of(Doc) ++ [{Cert, At}],
+            save(Doc, [{<<"pgp_certs">>, Kept}, {?REVOKED, [revoked_entry(R) || R <- Revoked]}]),
+            couch_pgp_audit:event(cert_revoked, [{user, User}, {cert, Fpr}, {revoked_at, At}]),
             chttpd:send_json(Req, 200, {[{<<"ok">>, true}, {<<"fingerprint">>, Fpr},
+                                         {<<"revoked_at">>, At},
                                          {<<"fingerprints">>, fingerprints(Kept)}]})
     end;
+handle_one(#httpd{method = 'GET'} = Req, _User, Fpr0) ->
+    Fpr = string:uppercase(Fpr0),
+    Status = case couch_pgp_cert_index:signers([Fpr]) of
+        {[_], #{Fpr := At}} -> [{<<"status">>, <<"revoked">>}, {<<"revoked_at">>, At}];
+        {[_], _} -> [{<<"status">>, <<"registered">>}];
+        {[], _} -> [{<<"status">>, <<"unknown">>}]
+    end,
+    chttpd:send_json(Req, 200, {[{<<"fingerprint">>, Fpr} | Status]});
 handle_one(Req, _User, _Fpr) ->
-    chttpd:send_method_not_allowed(Req, "DELETE").
+    chttpd:send_method_not_allowed(Req, "GET,DELETE").
+
+%% An attempt to undo a revocation is a security event too.
+-spec refuse_revoked(binary(), binary()) -> no_return().
+refuse_revoked(User, Fpr) ->
+    couch_pgp_audit:event(cert_refused, [{user, User}, {cert, Fpr}, {reason, cert_revoked}]),
+    refuse(cert_revoked).
 
 -spec refuse(couch_pgp_http_errors:reason()) -> no_return().
 refuse(Reason) ->
@@ -91,6 +125,28 @@ registered(User) ->
         {ok, _Doc, Certs} -> Certs;
         missing -> []
     end.
+
+%% @doc The certificates `User' revoked, each with the time from which it no longer counts.
+-spec revoked(binary()) -> [{binary(), integer()}].
+revoked(User) ->
+    case open_user_doc(User) of
+        {ok, Doc, _Certs} -> revoked_of(Doc);
+        missing -> []
+    end.
+
+revoked_of(#doc{body = {Props}}) ->
+    [{C, At} || {E} <- list(couch_util:get_value(?REVOKED, Props, [])),
+                C <- [couch_util:get_value(<<"cert">>, E)], is_binary(C),
+                At <- [couch_util:get_value(<<"revoked_at">>, E)], is_integer(At)].
+
+list(L) when is_list(L) -> L;
+list(_) -> [].
+
+revoked_entry({Cert, At}) ->
+    {[{<<"cert">>, Cert}, {<<"fingerprint">>, couch_pgp:fingerprint(Cert)}, {<<"revoked_at">>, At}]}.
+
+revoked_json({Cert, At}) ->
+    {[{<<"fingerprint">>, couch_pgp:fingerprint(Cert)}, {<<"revoked_at">>, At}]}.
 
 user_doc(User) ->
     case open_user_doc(User) of
@@ -110,8 +166,8 @@ open_user_doc(User) ->
             missing
     end.
 
-save(#doc{body = {Props}} = Doc, Certs) ->
-    Body = {lists:keystore(<<"pgp_certs">>, 1, Props, {<<"pgp_certs">>, Certs})},
+save(#doc{body = {Props}} = Doc, Fields) ->
+    Body = {lists:foldl(fun({K, _} = F, Acc) -> lists:keystore(K, 1, Acc, F) end, Props, Fields)},
     case fabric:update_doc(?USERS_DB, Doc#doc{body = Body}, [?ADMIN_CTX]) of
         {ok, _} -> ok;
         {accepted, _} -> ok;

@@ -2,7 +2,7 @@
 %% a change takes effect on the next request without a restart.
 -module(couch_pgp_config).
 
--export([enabled/0, token_secret/0, session_lifetime/0, max_skew_ms/0, require_encryption/1,
+-export([enabled/0, token_secret/0, retired_secrets/0, set_token_secret/2, session_lifetime/0, max_skew_ms/0, require_encryption/1,
          max_http_request_size/0, max_request_size/0, max_login_size/0]).
 
 -define(DEFAULT_MAX_REQUEST, 64 * 1024 * 1024).
@@ -27,6 +27,23 @@ token_secret() ->
         S ->
             {ok, couch_pgp_session:derive_secret(S)}
     end.
+
+%% @doc The derived keys of token secrets the operator retired, newest first
+%% (`[couch_pgp] retired_secrets': hex, comma separated).
+-spec retired_secrets() -> [binary()].
+retired_secrets() ->
+    [K || S <- string:split(config:get("couch_pgp", "retired_secrets", ""), ",", all),
+          K <- [decode_hex(string:trim(S))], byte_size(K) =:= 32].
+
+decode_hex(S) ->
+    try binary:decode_hex(list_to_binary(S)) catch error:badarg -> <<>> end.
+
+%% @doc Persists a new `[couch_pgp] secret' and the retired derived keys (this node only).
+-spec set_token_secret(binary(), [binary()]) -> ok.
+set_token_secret(Secret, Retired) ->
+    ok = config:set("couch_pgp", "retired_secrets",
+                    lists:flatten(lists:join(",", [binary_to_list(binary:encode_hex(K)) || K <- Retired])), true),
+    ok = config:set("couch_pgp", "secret", binary_to_list(Secret), true).
 
 %% @doc Seconds a couch_pgp session lasts (default: CouchDB's own session timeout).
 -spec session_lifetime() -> pos_integer().

@@ -87,8 +87,8 @@ verify(#doc{id = Id} = Doc0, DbName, #user_ctx{name = User}, Mode, Db) ->
                 Ejson = doc_ejson(Doc1, Contents),
                 {Doc1,
                  case certs(Mode, User, Ejson) of
-                     [] when Mode =:= interactive -> {error, no_registered_certs};
-                     Certs -> couch_pgp:verify_doc(Ejson, Certs)
+                     {[], _} when Mode =:= interactive -> {error, no_registered_certs};
+                     {Certs, Revoked} -> couch_pgp:verify_doc(Ejson, Certs, #{revoked => Revoked})
                  end};
             {error, _} = Error ->
                 {Doc0, Error}
@@ -104,12 +104,14 @@ verify(#doc{id = Id} = Doc0, DbName, #user_ctx{name = User}, Mode, Db) ->
             throw({forbidden, reason_text(Reason, Mode)})
     end.
 
-%% Whose certificates count: the writer's own for an interactive edit; for a replicated
-%% revision, whoever registered the certificates its `pgp_signatures' name.
+%% Whose certificates count: the writer's own for an interactive edit (a revoked one no
+%% longer: the write happens now, after the revocation); for a replicated revision, whoever
+%% registered the certificates its `pgp_signatures' name, a revoked one for signatures made
+%% before its revocation time (README "Client certificates over time").
 certs(interactive, User, _Ejson) ->
-    couch_pgp_certs:registered(User);
+    {couch_pgp_certs:registered(User), #{}};
 certs(replicated, _User, Ejson) ->
-    couch_pgp_cert_index:certs_for(signers(Ejson)).
+    couch_pgp_cert_index:signers(signers(Ejson)).
 
 signers({Props}) ->
     case couch_util:get_value(<<"pgp_signatures">>, Props) of
@@ -233,6 +235,9 @@ reason_text(unknown_signer, interactive) ->
 reason_text(unknown_signer, replicated) ->
     <<"Signed-only database: a replicated revision needs a valid signature by a "
       "certificate registered to a user of this server.">>;
+reason_text(signed_after_revocation, _) ->
+    <<"Signed-only database: the signing certificate was revoked by its owner before this "
+      "signature was made.">>;
 reason_text(bad_signature, _) ->
     <<"Signed-only database: a signature does not verify (the document differs from what "
       "was signed).">>;

@@ -20,7 +20,7 @@
 
 -type reason() ::
     %% 401
-    no_session | bad_token | session_expired | no_user
+    no_session | bad_token | session_expired | session_revoked | no_user
     %% 403
     | wrong_user | encryption_required | unsigned | unknown_signer | bad_signature
     | signer_unusable | no_registration_proof | bad_registration_proof | no_user_doc
@@ -44,7 +44,7 @@
 %% @doc Every reason to_chttpd/1 takes, in the order of test/vectors/errors.json.
 -spec reasons() -> [reason()].
 reasons() ->
-    [no_session, bad_token, session_expired, no_user,
+    [no_session, bad_token, session_expired, session_revoked, no_user,
      wrong_user, encryption_required, unsigned, unknown_signer, bad_signature,
      signer_unusable, no_registration_proof, bad_registration_proof, no_user_doc,
      tampered, malformed, not_encrypted, no_matching_key, policy_rejected,
@@ -72,6 +72,10 @@ to_chttpd(bad_token) ->
     {unauthorized, <<"couch_pgp: the session token is not valid here.">>};
 to_chttpd(session_expired) ->
     status(401, <<"pgp_session_expired">>, <<"couch_pgp: the session has expired; start a new one.">>);
+to_chttpd(session_revoked) ->
+    status(401, <<"pgp_session_revoked">>,
+           <<"couch_pgp: the operator invalidated sessions started before the token secret "
+             "was rotated; start a new one.">>);
 to_chttpd(no_user) ->
     {unauthorized, <<"couch_pgp: log in first.">>};
 %% 403: refused by policy or by signature.

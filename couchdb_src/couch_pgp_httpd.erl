@@ -2,6 +2,7 @@
 %%
 %% `GET /_pgp', without authentication: the server's identity certificate, so that clients
 %% can pin its fingerprint before they log in.
+%% `POST /_pgp/rotate|revoke|token_secret' (server admins): couch_pgp_keys_admin.
 %% `POST /_pgp/session' (logged-in users): a new couch_pgp session for the client
 %% certificate in the body; `GET /_pgp/session': the session of the `X-PGP-Session' token.
 %% The browser client and demo page: couch_pgp_static. `/_pgp/audit' (server admins):
@@ -24,7 +25,7 @@ route(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
         when Method =:= 'GET'; Method =:= 'HEAD' ->
     couch_pgp_stats:count(identity_requests),
     case couch_pgp_keystore:identity() of
-        {ok, #{cert := Cert, fingerprint := Fpr}} ->
+        {ok, #{cert := Cert, fingerprint := Fpr, history := History}} ->
             chttpd:send_json(Req, 200, {[
                 {<<"couch_pgp">>, vsn()},
                 {<<"fingerprint">>, Fpr},
@@ -36,7 +37,9 @@ route(#httpd{method = Method, path_parts = [<<"_pgp">>]} = Req)
                 %% from the node's clock (clients with a skewed clock can tell why).
                 {<<"session_lifetime">>, couch_pgp_config:session_lifetime()},
                 {<<"max_clock_skew">>, couch_pgp_config:max_skew_ms() div 1000}
-            ]});
+            %% Earlier keys in their overlap, endorsing their successors, and revocations
+            %% (README "Keys over time").
+            ] ++ couch_pgp_rotation:announce(History, erlang:system_time(second))});
         {error, Why} ->
             %% Clients learn only that it is unavailable; the node's log says why.
             couch_log:warning("couch_pgp: GET /_pgp without an identity key: ~p", [Why]),
@@ -96,6 +99,9 @@ route(#httpd{path_parts = [<<"_pgp">>, <<"certs">>]} = Req) ->
     couch_pgp_certs:handle(Req, authenticated_user(Req));
 route(#httpd{path_parts = [<<"_pgp">>, <<"certs">>, Fpr]} = Req) ->
     couch_pgp_certs:handle_one(Req, authenticated_user(Req), Fpr);
+route(#httpd{path_parts = [<<"_pgp">>, Command]} = Req)
+        when Command =:= <<"rotate">>; Command =:= <<"revoke">>; Command =:= <<"token_secret">> ->
+    couch_pgp_keys_admin:handle(Req, Command);
 route(#httpd{path_parts = [<<"_pgp">>, <<"tunnel">>]} = Req) ->
     _ = authenticated_user(Req),
     couch_pgp_tunnel:handle(Req);

@@ -25,7 +25,8 @@ start_link() ->
         %% The audit trail first: the switch records the configuration it starts with.
         case couch_pgp_sup:start_link(keystore_opts(), [couch_pgp_audit:child_spec(),
                                                      couch_pgp_switch:child_spec(),
-                                                     couch_pgp_cert_index:child_spec()]) of
+                                                     couch_pgp_cert_index:child_spec(),
+                                                     couch_pgp_key_sync:child_spec()]) of
             {ok, Pid} ->
                 {ok, Pid};
             Other ->
@@ -51,6 +52,7 @@ keystore_opts() ->
         log => fun log/3,
         known_fingerprint => fun known_fingerprint/0,
         record_fingerprint => fun record_fingerprint/1,
+        audit => fun couch_pgp_audit:event/2,
         %% Loaded by couch_pgp_switch, and only while [couch_pgp] enable = true.
         load_at_start => false
     }.
@@ -59,7 +61,7 @@ keystore_opts() ->
 %% lists as sensitive: add ours before anything sets them.
 conceal_secrets() ->
     Sensitive = application:get_env(config, sensitive, #{}),
-    Ours = lists:usort(["passphrase", "secret"] ++
+    Ours = lists:usort(["passphrase", "secret", "retired_secrets"] ++
                        case maps:get("couch_pgp", Sensitive, []) of
                            L when is_list(L) -> L;
                            _ -> []

@@ -2,7 +2,7 @@
 %% the `X-PGP-Session' token on any node that shares the cluster secret.
 -module(couch_pgp_tokens).
 
--export([issue/2, open/1, describe/2, sealable/1]).
+-export([issue/2, open/1, describe/2, sealable/1, rotate_secret/1, secret_offer/1, adopt_secret/2]).
 
 %% @doc A new session for `User' with `ClientCert': `{ok, Token, Session}'. A certificate
 %% that cannot be encrypted to (no encryption subkey, expired, revoked) is refused here:
@@ -59,7 +59,8 @@ sealable(Cert) ->
     end.
 
 %% @doc The session a token stands for: from this node's cache, or opened and cached.
--spec open(binary()) -> {ok, couch_pgp_session:session()} | {error, bad_token | session_expired}.
+-spec open(binary()) ->
+    {ok, couch_pgp_session:session()} | {error, bad_token | session_expired | session_revoked}.
 open(Token) ->
     Now = erlang:system_time(second),
     Digest = crypto:hash(sha256, Token),
@@ -77,13 +78,72 @@ open(Token) ->
                         {error, expired} ->
                             {error, session_expired};
                         {error, bad_token} ->
-                            {error, bad_token}
+                            retired_or_bad(Token)
                     end;
                 {error, no_secret} ->
                     couch_log:warning("couch_pgp: session token refused: no token secret", []),
                     {error, bad_token}
             end
     end.
+
+%% A token sealed under a secret the operator retired (rotate_secret/1) gets its own answer,
+%% so that its holder knows to start a new session rather than suspect a broken node. Only
+%% recognised, never opened for use: the retired key authenticates it and nothing more.
+retired_or_bad(Token) ->
+    case lists:any(fun(Key) -> sealed_under(Token, Key) end, couch_pgp_config:retired_secrets()) of
+        true -> {error, session_revoked};
+        false -> {error, bad_token}
+    end.
+
+sealed_under(Token, Key) ->
+    %% Now = 0: an expired token sealed under a retired secret is still one of ours.
+    case couch_pgp_session:open(Token, Key, 0) of
+        {ok, _} -> true;
+        {error, _} -> false
+    end.
+
+%% @doc Makes `NewSecret' this node's token secret: tokens sealed under the one before are
+%% refused from now on (`session_revoked'), and the node forgets the sessions it cached.
+%% The secret before is kept, derived, in `[couch_pgp] retired_secrets' (the last four) to
+%% recognise its tokens. Run on every node (couch_pgp_keys_admin).
+-spec rotate_secret(binary()) -> ok | {error, no_secret}.
+rotate_secret(NewSecret) when byte_size(NewSecret) >= 32 ->
+    case couch_pgp_config:token_secret() of
+        {ok, Old} ->
+            New = couch_pgp_session:derive_secret(NewSecret),
+            case Old =:= New of
+                true -> ok;
+                false ->
+                    Retired = lists:sublist([Old | couch_pgp_config:retired_secrets()], 4),
+                    couch_pgp_config:set_token_secret(NewSecret, Retired),
+                    couch_pgp_cache:forget_sessions(),
+                    couch_pgp_audit:event(token_secret_rotated, [{node, node()}]),
+                    ok
+            end;
+        {error, no_secret} = Error ->
+            Error
+    end.
+
+%% @doc For a peer whose derived token key is `Theirs' (couch_pgp_key_sync): `same',
+%% `{newer, Secret, Retired}' when theirs is one this node retired (the peer missed a
+%% token-secret rotation), or `unknown'.
+-spec secret_offer(binary()) -> same | {newer, binary(), [binary()]} | unknown.
+secret_offer(Theirs) ->
+    Retired = couch_pgp_config:retired_secrets(),
+    case {couch_pgp_config:token_secret(), lists:member(Theirs, Retired),
+          config:get("couch_pgp", "secret", undefined)} of
+        {{ok, Theirs}, _, _} -> same;
+        {{ok, _}, true, Secret} when is_list(Secret) -> {newer, list_to_binary(Secret), Retired};
+        _ -> unknown
+    end.
+
+%% @doc Takes a peer's newer token secret (see secret_offer/1) and forgets cached sessions.
+-spec adopt_secret(binary(), [binary()]) -> ok.
+adopt_secret(Secret, Retired) ->
+    couch_pgp_config:set_token_secret(Secret, Retired),
+    couch_pgp_cache:forget_sessions(),
+    couch_pgp_audit:event(token_secret_rotated, [{node, node()}, {caught_up, true}]),
+    ok.
 
 %% @doc What a client gets to know about its session: the session certificate, and a
 %% statement binding it to the user, the client key and the expiry, signed by the server's

@@ -17,6 +17,9 @@
 -export([check/2]).
 
 -define(FIELD, <<"pgp_certs">>).
+%% Revocations (couch_pgp_certs) are guarded the same way: removing one would make the
+%% revoked certificate count again.
+-define(REVOKED_FIELD, <<"pgp_revoked_certs">>).
 
 %% @doc Called by couch_pgp_couch_db's before_doc_update for each revision written to
 %% `_users'. Compares the revision's `pgp_certs' with the current winning revision on this
@@ -48,14 +51,14 @@ stored_certs(Db, Id) ->
     {ok, AdminDb} = couch_db:set_user_ctx(Db, ?ADMIN_USER),
     case couch_db:open_doc(AdminDb, Id, [ejson_body]) of
         {ok, Stored} -> certs_of(Stored);
-        {not_found, _} -> []
+        {not_found, _} -> {[], []}
     end.
 
 %% A deleted revision has no certificates; an absent field is the same as an empty list.
 certs_of(#doc{deleted = true}) ->
-    [];
+    {[], []};
 certs_of(#doc{body = {Props}}) ->
-    couch_util:get_value(?FIELD, Props, []).
+    {couch_util:get_value(?FIELD, Props, []), couch_util:get_value(?REVOKED_FIELD, Props, [])}.
 
 audit(Writer, Id, Outcome) ->
     couch_pgp_audit:event(pgp_certs_change, [{outcome, Outcome}, {by, writer(Writer)},

@@ -44,6 +44,9 @@
     sign/2,
     sign/3,
     verify/3,
+    verify_timed/3,
+    revoke/3,
+    revocation_status/1,
     canonical_json/1,
     json_decode/1,
     sign_doc/2,
@@ -52,7 +55,7 @@
     verify_doc/3
 ]).
 
--export_type([key/0, cert/0, fingerprint/0, reason/0, ejson/0]).
+-export_type([key/0, cert/0, fingerprint/0, reason/0, ejson/0, revocation_reason/0]).
 
 -opaque key() :: reference().
 -type cert() :: binary().
@@ -64,7 +67,8 @@
     | no_matching_key | tampered | unsigned | bad_signature | unknown_signer
     | bad_passphrase | empty_passphrase
     | {invalid_json, duplicate_key | number_out_of_range | invalid_utf8 | invalid_value | syntax}
-    | {attachment_content_missing, binary()} | malformed_signatures | too_large | internal.
+    | {attachment_content_missing, binary()} | malformed_signatures | too_large | internal
+    | signed_after_revocation.
 
 -type generate_opts() :: #{
     user_id => binary(),
@@ -204,6 +208,37 @@ verify(Data, Sig, Certs) when is_binary(Sig), is_list(Certs) ->
     check_certs(Certs),
     couch_pgp_nif:verify(to_binary(Data), Sig, Certs);
 verify(_, _, _) ->
+    erlang:error(badarg).
+
+%% @doc Like verify/3, with the signature's creation time (unix seconds), as the signer's
+%% clock put it in the signed signature packet.
+-spec verify_timed(iodata(), binary(), [cert()]) ->
+    {ok, fingerprint(), non_neg_integer()} | {error, reason()}.
+verify_timed(Data, Sig, Certs) when is_binary(Sig), is_list(Certs) ->
+    check_certs(Certs),
+    couch_pgp_nif:verify_timed(to_binary(Data), Sig, Certs);
+verify_timed(_, _, _) ->
+    erlang:error(badarg).
+
+%% @doc `Key''s certificate with a key revocation signature by `Key' itself (armored), with
+%% one of RFC 4880's reasons and a message for people (at most 1 KiB). Whoever reads the
+%% certificate sees the key revoked from the revocation's time on.
+-type revocation_reason() :: unspecified | superseded | compromised | retired.
+-spec revoke(key(), revocation_reason(), iodata()) -> {ok, cert()} | {error, reason()}.
+revoke(Key, Reason, Message) when is_reference(Key), is_atom(Reason) ->
+    lists:member(Reason, [unspecified, superseded, compromised, retired])
+        orelse erlang:error(badarg),
+    couch_pgp_nif:revoke(Key, Reason, to_binary(Message));
+revoke(_, _, _) ->
+    erlang:error(badarg).
+
+%% @doc Whether the certificate carries a valid revocation by its own key: the reason and
+%% when (unix seconds).
+-spec revocation_status(cert()) ->
+    not_revoked | {revoked, revocation_reason(), non_neg_integer()} | {error, reason()}.
+revocation_status(Cert) when is_binary(Cert) ->
+    couch_pgp_nif:revocation_status(Cert);
+revocation_status(_) ->
     erlang:error(badarg).
 
 %% ----------------------------------------------------------------- JSON and documents

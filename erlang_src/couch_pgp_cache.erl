@@ -9,7 +9,7 @@
 -module(couch_pgp_cache).
 -behaviour(gen_server).
 
--export([start_link/0, session/2, put_session/3, seen_nonce/3, claim_nonce/3]).
+-export([start_link/0, session/2, put_session/3, forget_sessions/0, seen_nonce/3, claim_nonce/3]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(SESSIONS, couch_pgp_sessions).
@@ -30,6 +30,16 @@ session(Digest, Now) ->
         _ -> miss
     catch
         error:badarg -> miss
+    end.
+
+%% @doc Forgets every cached session: after the token secret changed, each token must be
+%% opened again (and those sealed under the old secret fail).
+-spec forget_sessions() -> ok.
+forget_sessions() ->
+    try ets:delete_all_objects(?SESSIONS) of
+        true -> ok
+    catch
+        error:badarg -> ok
     end.
 
 %% @doc Caches an opened session under its token digest.

@@ -22,7 +22,10 @@
     %% attachment contents by name, for stubs
     attachments => #{binary() => binary()},
     %% verify: any expected signer suffices (default), or all of them must have signed
-    require => any | all
+    require => any | all,
+    %% verify: certificates revoked (in a registry, not in OpenPGP) from a time on, unix
+    %% seconds by fingerprint: their signatures count only when made before that time
+    revoked => #{couch_pgp:fingerprint() => integer()}
 }.
 
 -define(SIG_FIELD, <<"pgp_signatures">>).
@@ -94,7 +97,8 @@ signing_payload(Doc, Opts) ->
 %% ----------------------------------------------------------------- internal
 
 verify_each(Payload, Sigs, Known, Opts) ->
-    Results = [verify_one(Payload, Fpr, Sig, Known) || {Fpr, Sig} <- Sigs],
+    Revoked = maps:get(revoked, Opts, #{}),
+    Results = [verify_one(Payload, Fpr, Sig, Known, Revoked) || {Fpr, Sig} <- Sigs],
     case [E || {error, _} = E <- Results] of
         [Error | _] ->
             Error;
@@ -113,12 +117,21 @@ verify_each(Payload, Sigs, Known, Opts) ->
     end.
 
 %% A signature by a signer we were not given is not ours to judge: skipped. One by a
-%% signer we know must verify.
-verify_one(Payload, Fpr, Sig, Known) ->
-    case lists:keyfind(Fpr, 1, Known) of
-        false ->
+%% signer we know must verify; one by a revoked signer must also predate the revocation
+%% (README "Client certificates over time").
+verify_one(Payload, Fpr, Sig, Known, Revoked) ->
+    case {lists:keyfind(Fpr, 1, Known), maps:find(Fpr, Revoked)} of
+        {false, _} ->
             skipped;
-        {Fpr, Cert} ->
+        {{Fpr, Cert}, {ok, RevokedAt}} ->
+            case couch_pgp:verify_timed(Payload, Sig, [Cert]) of
+                {ok, Fpr, Created} when Created < RevokedAt -> {ok, Fpr};
+                {ok, Fpr, _} -> {error, signed_after_revocation};
+                {ok, _, _} -> {error, bad_signature};
+                {error, unknown_signer} -> {error, bad_signature};
+                {error, _} = Error -> Error
+            end;
+        {{Fpr, Cert}, error} ->
             case couch_pgp:verify(Payload, Sig, [Cert]) of
                 {ok, Fpr} -> {ok, Fpr};
                 {ok, _Other} -> {error, bad_signature};
@@ -255,6 +268,7 @@ check_opts(Opts) when is_map(Opts) ->
         fun
             (attachments, V) when is_map(V) -> ok;
             (require, V) when V =:= any; V =:= all -> ok;
+            (revoked, V) when is_map(V) -> ok;
             (Name, _) -> erlang:error({bad_option, Name})
         end,
         Opts

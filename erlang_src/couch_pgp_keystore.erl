@@ -18,12 +18,20 @@
 %% With `load_at_start => false' the store starts empty (`{error, disabled}') and creates or
 %% loads nothing until `load/0': inside CouchDB, couch_pgp_switch does that when
 %% `[couch_pgp] enable' becomes true, and `unload/0' when it becomes false.
+%%
+%% Rotation (README "Keys over time"): `rotate/1' makes a new key and its endorsement by the
+%% current one, without changing anything; `install/1' (run on every node of a cluster, this
+%% one included) makes it the identity: the old secret key is kept as `<key_file>.<FPR>'
+%% (for a later revocation), the history (couch_pgp_rotation) as `<key_file>.history.json',
+%% then the new key replaces `key_file'. `revocation/3' revokes an earlier key whose secret
+%% is kept; `install_revocation/1' adds a revocation to the history.
 -module(couch_pgp_keystore).
 -behaviour(gen_server).
 
 -include_lib("kernel/include/file.hrl").
 
 -export([start_link/1, identity/0, status/0, load/0, unload/0, stop/0]).
+-export([rotate/1, install/1, revocation/3, install_revocation/1, offer/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -type opts() :: #{
@@ -36,12 +44,20 @@
     known_fingerprint => fun(() -> binary() | undefined),
     %% Called with the fingerprint of each key loaded or created.
     record_fingerprint => fun((binary()) -> term()),
+    %% Records a security event (a rotation or revocation installed here): in CouchDB,
+    %% couch_pgp_audit:event/2 (log and audit trail). Default: a `couch_pgp audit:' log line.
+    audit => fun((atom(), [{atom(), term()}]) -> term()),
     %% Default true: load (or create) the key when the store starts.
     load_at_start => boolean()
 }.
 -type identity() :: #{key := couch_pgp:key(), cert := couch_pgp:cert(),
-                      fingerprint := couch_pgp:fingerprint()}.
--export_type([opts/0, identity/0]).
+                      fingerprint := couch_pgp:fingerprint(),
+                      history := couch_pgp_rotation:state()}.
+%% What every node installs to rotate: the new secret key under the shared passphrase, as
+%% in key_file, and the history that goes with it.
+-type rotation() :: #{old := couch_pgp:fingerprint(), new := couch_pgp:fingerprint(),
+                      secret := binary(), history := binary()}.
+-export_type([opts/0, identity/0, rotation/0]).
 
 -define(TERM, {?MODULE, identity}).
 
@@ -74,6 +90,40 @@ load() ->
 unload() ->
     gen_server:call(?MODULE, unload, infinity).
 
+%% @doc A new identity key endorsed by the current one for `Overlap' seconds, ready for
+%% install/1 on every node. Nothing is written.
+-spec rotate(non_neg_integer()) -> {ok, rotation()} | {error, term()}.
+rotate(Overlap) when is_integer(Overlap), Overlap >= 0 ->
+    gen_server:call(?MODULE, {rotate, Overlap}, infinity).
+
+%% @doc Makes `Rotation''s key this node's identity, if this node's identity is the key it
+%% replaces (`ok' also when it is already the new one).
+-spec install(rotation()) -> ok | {error, term()}.
+install(Rotation) ->
+    gen_server:call(?MODULE, {install, Rotation}, infinity).
+
+%% @doc A revocation of the earlier identity key `Fpr' (not the current one: rotate first),
+%% made with its kept secret key.
+-spec revocation(couch_pgp:fingerprint(), couch_pgp:revocation_reason(), binary()) ->
+    {ok, couch_pgp_rotation:revocation()} | {error, term()}.
+revocation(Fpr, Reason, Message) ->
+    gen_server:call(?MODULE, {revocation, Fpr, Reason, Message}, infinity).
+
+%% @doc Adds a revocation (checked: the certificate must carry it) to this node's history.
+-spec install_revocation(couch_pgp_rotation:revocation()) -> ok | {error, term()}.
+install_revocation(Revocation) ->
+    gen_server:call(?MODULE, {install_revocation, Revocation}, infinity).
+
+%% @doc What this node can give a peer whose identity is `TheirFpr', so that it catches up
+%% with rotations and revocations it missed (couch_pgp_key_sync): `{same, Revocations}',
+%% `{newer, Rotation, Revocations}' when `TheirFpr' is one of this node's earlier keys
+%% (the rotation from it straight to this node's current key), or `unknown'.
+-spec offer(couch_pgp:fingerprint()) ->
+    {same, [couch_pgp_rotation:revocation()]}
+    | {newer, rotation(), [couch_pgp_rotation:revocation()]} | unknown | {error, term()}.
+offer(TheirFpr) ->
+    gen_server:call(?MODULE, {offer, TheirFpr}, infinity).
+
 %% @doc Stops the store and forgets the key.
 -spec stop() -> ok.
 stop() ->
@@ -99,6 +149,16 @@ handle_call(load, _From, Opts) ->
         {error, _} -> do_load(Opts)
     end,
     {reply, Status, Opts};
+handle_call({rotate, Overlap}, _From, Opts) ->
+    {reply, with_identity(fun(Id) -> prepare_rotation(Id, Overlap, Opts) end), Opts};
+handle_call({install, Rotation}, _From, Opts) ->
+    {reply, with_identity(fun(Id) -> do_install(Id, Rotation, Opts) end), Opts};
+handle_call({revocation, Fpr, Reason, Message}, _From, Opts) ->
+    {reply, with_identity(fun(Id) -> make_revocation(Id, Fpr, Reason, Message, Opts) end), Opts};
+handle_call({install_revocation, Revocation}, _From, Opts) ->
+    {reply, with_identity(fun(Id) -> do_install_revocation(Id, Revocation, Opts) end), Opts};
+handle_call({offer, TheirFpr}, _From, Opts) ->
+    {reply, with_identity(fun(Id) -> make_offer(Id, TheirFpr, Opts) end), Opts};
 handle_call(unload, _From, Opts) ->
     persistent_term:put(?TERM, {error, disabled}),
     {reply, ok, Opts};
@@ -123,10 +183,30 @@ terminate(_Reason, _State) ->
 
 %% ----------------------------------------------------------------- internal
 
+%% Fields are fingerprints, times and reason codes only, never a key or passphrase.
+audit(Opts, Type, Fields) ->
+    case maps:get(audit, Opts, undefined) of
+        undefined ->
+            Log = maps:get(log, Opts, fun(_, _, _) -> ok end),
+            Log(notice, "couch_pgp audit: ~s~ts",
+                [Type, [io_lib:format(" ~s=~ts", [N, to_text(V)]) || {N, V} <- Fields]]);
+        Audit ->
+            Audit(Type, Fields)
+    end.
+
+to_text(V) when is_binary(V) -> V;
+to_text(V) when is_atom(V) -> atom_to_binary(V);
+to_text(V) when is_integer(V) -> integer_to_binary(V).
+
 do_load(Opts) ->
-    Result = load_or_create(Opts),
-    persistent_term:put(?TERM, Result),
     Log = maps:get(log, Opts, fun(_, _, _) -> ok end),
+    Result = case load_or_create(Opts) of
+        {ok, #{fingerprint := F} = Id} ->
+            {ok, Id#{history => history(maps:get(key_file, Opts), F, Log)}};
+        Other ->
+            Other
+    end,
+    persistent_term:put(?TERM, Result),
     case Result of
         {ok, #{fingerprint := Fpr}} ->
             Log(notice, "couch_pgp: server identity ~s loaded", [Fpr]),
@@ -142,6 +222,183 @@ do_load(Opts) ->
             Log(error, "couch_pgp: server identity key unavailable: ~p: ~s (key_file ~ts)",
                 [Reason, explain(Reason), maps:get(key_file, Opts)]),
             Error
+    end.
+
+with_identity(Fun) ->
+    case identity() of
+        {ok, Id} -> Fun(Id);
+        {error, _} = Error -> Error
+    end.
+
+passphrase(#{passphrase := PassFun}) ->
+    case PassFun() of
+        Pass when Pass =:= undefined; Pass =:= <<>> -> {error, no_passphrase};
+        Pass -> {ok, Pass}
+    end.
+
+prepare_rotation(#{key := Old, fingerprint := OldFpr, history := History}, Overlap, Opts) ->
+    Now = erlang:system_time(second),
+    maybe_steps_value([
+        fun(_) -> passphrase(Opts) end,
+        fun(Pass) ->
+            {ok, New} = couch_pgp:generate_key(#{user_id => maps:get(user_id, Opts,
+                                                                     <<"couch_pgp server">>)}),
+            case couch_pgp:export_secret(New, Pass) of
+                {ok, Armored} -> {ok, {New, Armored}};
+                {error, _} = E -> E
+            end
+        end,
+        fun({New, Armored}) ->
+            NewFpr = couch_pgp:fingerprint(New),
+            case couch_pgp_rotation:endorse(Old, NewFpr, Now, Now + Overlap) of
+                {ok, Endorsement} ->
+                    History1 = couch_pgp_rotation:rotated(History, Endorsement, NewFpr),
+                    {ok, #{old => OldFpr, new => NewFpr, secret => Armored,
+                           history => couch_pgp_rotation:to_json(History1)}};
+                {error, _} = E -> E
+            end
+        end], undefined).
+
+do_install(#{fingerprint := New}, #{new := New}, _Opts) ->
+    ok;
+do_install(#{fingerprint := Old}, #{old := Old, new := New, secret := Secret,
+                                    history := HistoryJson}, #{key_file := File} = Opts) ->
+    maybe_steps_value([
+        fun(_) -> passphrase(Opts) end,
+        fun(Pass) ->
+            %% The same passphrase must open it here: every node of a cluster shares one.
+            case couch_pgp:import_secret(Secret, Pass) of
+                {ok, Key} -> {ok, Key};
+                {error, _} = E -> E
+            end
+        end,
+        fun(Key) ->
+            case {couch_pgp:fingerprint(Key), couch_pgp_rotation:from_json(HistoryJson)} of
+                {New, {ok, #{current := New} = History}} -> {ok, {Key, History}};
+                _ -> {error, bad_rotation}
+            end
+        end,
+        fun({Key, History}) ->
+            %% Old key kept first, the history next, the key file last: a crash in between
+            %% leaves the old identity in place with its secret kept twice.
+            case file:read_file(File) of
+                {ok, OldArmored} ->
+                    case maybe_steps([
+                        fun() -> write_private(previous_file(File, Old), OldArmored) end,
+                        fun() -> write_private(history_file(File), HistoryJson) end,
+                        fun() -> write_private(File, Secret) end]) of
+                        ok -> {ok, {Key, History}};
+                        {error, _} = E -> E
+                    end;
+                {error, _} = E -> E
+            end
+        end,
+        fun({Key, History}) ->
+            persistent_term:put(?TERM, {ok, (identity_of(Key))#{history => History}}),
+            %% The rotation first, then the recorded fingerprint (its own event follows).
+            audit(Opts, identity_rotated, [{from, Old}, {to, New},
+                                           {until, maps:get(until, hd(maps:get(previous, History)))}]),
+            _ = (maps:get(record_fingerprint, Opts, fun(_) -> ok end))(New),
+            ok
+        end], undefined);
+do_install(_, #{old := _, new := _}, _) ->
+    {error, not_current_identity};
+do_install(_, _, _) ->
+    {error, bad_rotation}.
+
+make_revocation(#{fingerprint := Fpr}, Fpr, _Reason, _Message, _Opts) ->
+    {error, current_identity};
+make_revocation(#{history := History}, Fpr, Reason, Message, #{key_file := File} = Opts) ->
+    maybe_steps_value([
+        fun(_) ->
+            case couch_pgp_rotation:previous(History, Fpr) of
+                {ok, _} -> passphrase(Opts);
+                error -> {error, unknown_identity}
+            end
+        end,
+        fun(Pass) ->
+            case file:read_file(previous_file(File, Fpr)) of
+                {ok, Armored} -> couch_pgp:import_secret(Armored, Pass);
+                {error, enoent} -> {error, previous_key_missing};
+                {error, _} = E -> E
+            end
+        end,
+        fun(Key) -> couch_pgp:revoke(Key, Reason, Message) end,
+        fun(Revoked) ->
+            case couch_pgp:revocation_status(Revoked) of
+                {revoked, Reason, At} ->
+                    {ok, #{fingerprint => Fpr, reason => Reason, message => Message,
+                           revoked_at => At, revocation => Revoked}};
+                _ -> {error, internal}
+            end
+        end], undefined).
+
+do_install_revocation(#{history := History} = Id,
+                      #{fingerprint := Fpr, reason := Reason, revocation := Revoked} = Rev,
+                      #{key_file := File} = Opts) ->
+    case {couch_pgp:fingerprint(Revoked), couch_pgp:revocation_status(Revoked)} of
+        {Fpr, {revoked, Reason, _}} ->
+            History1 = couch_pgp_rotation:revoked(History, Rev),
+            case write_private(history_file(File), couch_pgp_rotation:to_json(History1)) of
+                ok ->
+                    persistent_term:put(?TERM, {ok, Id#{history := History1}}),
+                    audit(Opts, identity_revoked, [{fingerprint, Fpr}, {reason, Reason}]),
+                    ok;
+                {error, _} = E -> E
+            end;
+        _ ->
+            {error, bad_revocation}
+    end.
+
+make_offer(#{fingerprint := Fpr, history := #{revocations := Revs}}, Fpr, _Opts) ->
+    {same, Revs};
+make_offer(#{fingerprint := New, history := #{revocations := Revs} = History}, TheirFpr,
+           #{key_file := File}) ->
+    case couch_pgp_rotation:previous(History, TheirFpr) of
+        {ok, _} ->
+            %% The key file itself: the current key under the shared passphrase.
+            case file:read_file(File) of
+                {ok, Secret} ->
+                    {newer, #{old => TheirFpr, new => New, secret => Secret,
+                              history => couch_pgp_rotation:to_json(History)}, Revs};
+                {error, _} = E -> E
+            end;
+        error ->
+            unknown
+    end.
+
+%% Files beside the key file: the history, and each earlier secret key by fingerprint.
+history_file(File) -> iolist_to_binary([File, ".history.json"]).
+previous_file(File, Fpr) -> iolist_to_binary([File, ".", Fpr]).
+
+%% The history kept with the key, if it belongs to it; else a fresh one (a key file
+%% replaced by hand starts a new history, and keeps the revocations of the old one).
+history(File, Fpr, Log) ->
+    case file:read_file(history_file(File)) of
+        {ok, Text} ->
+            case couch_pgp_rotation:from_json(Text) of
+                {ok, #{current := Fpr} = History} ->
+                    History;
+                {ok, #{revocations := Revs}} ->
+                    Log(warning, "couch_pgp: identity history is for another key; "
+                                 "starting a new one (revocations kept)", []),
+                    (couch_pgp_rotation:new(Fpr))#{revocations := Revs};
+                {error, _} ->
+                    Log(error, "couch_pgp: identity history unreadable; ignored", []),
+                    couch_pgp_rotation:new(Fpr)
+            end;
+        {error, _} ->
+            couch_pgp_rotation:new(Fpr)
+    end.
+
+%% Like maybe_steps/1, each step taking the previous one's `{ok, Value}'; the last step's
+%% result is the answer.
+maybe_steps_value([Last], Value) ->
+    Last(Value);
+maybe_steps_value([Step | Rest], Value) ->
+    case Step(Value) of
+        {ok, Next} -> maybe_steps_value(Rest, Next);
+        {error, _} = Error -> Error
     end.
 
 known_fingerprint(Opts) ->

@@ -16,6 +16,9 @@
     decrypt/4,
     sign/3,
     verify/3,
+    verify_timed/3,
+    revoke/3,
+    revocation_status/1,
     canonical_json/1,
     json_decode/1,
     channel_new/0,
@@ -69,6 +72,12 @@ decrypt(_Msg, _Key, _VerifyWith, _MaxSize) -> ?NOT_LOADED.
 sign(_Data, _Key, _Armor) -> ?NOT_LOADED.
 -spec verify(binary(), binary(), [binary()]) -> term().
 verify(_Data, _Sig, _Certs) -> ?NOT_LOADED.
+-spec verify_timed(binary(), binary(), [binary()]) -> term().
+verify_timed(_Data, _Sig, _Certs) -> ?NOT_LOADED.
+-spec revoke(reference(), atom(), binary()) -> term().
+revoke(_Key, _Reason, _Message) -> ?NOT_LOADED.
+-spec revocation_status(binary()) -> term().
+revocation_status(_Cert) -> ?NOT_LOADED.
 -spec canonical_json(term()) -> term().
 canonical_json(_Json) -> ?NOT_LOADED.
 -spec json_decode(binary()) -> term().

@@ -161,3 +161,65 @@ load_on_demand_test_() ->
         end),
         ok = file:del_dir_r(Dir)
     end}.
+
+%% Rotation as a cluster does it: prepared on one node, installed on each (here: the same
+%% store, then a second key directory holding a copy of the old key), survives a restart,
+%% and the earlier key can then be revoked.
+rotation_installed_and_reloaded_test_() ->
+    {timeout, 60, fun() ->
+        Dir = tmp_dir(),
+        File = filename:join([Dir, "a", "server.asc"]),
+        Opts = #{key_file => File, passphrase => fun() -> ?PASS end},
+        {Old, Rotation} = with_store(Opts, fun() ->
+            {ok, #{fingerprint := O}} = couch_pgp_keystore:identity(),
+            {ok, #{old := O, new := N} = R} = couch_pgp_keystore:rotate(3600),
+            %% Prepared only: nothing changed yet.
+            ?assertMatch({ok, #{fingerprint := O}}, couch_pgp_keystore:identity()),
+            ?assertEqual(ok, couch_pgp_keystore:install(R)),
+            ?assertEqual(ok, couch_pgp_keystore:install(R)),  % again: already done
+            {ok, #{fingerprint := N, history := H}} = couch_pgp_keystore:identity(),
+            {ok, Prev} = couch_pgp_rotation:previous(H, O),
+            ?assertEqual(ok, couch_pgp_rotation:verify_endorsement(Prev)),
+            {O, R}
+        end),
+        New = maps:get(new, Rotation),
+        %% A second node with the old key installs the same rotation.
+        File2 = filename:join([Dir, "b", "server.asc"]),
+        ok = filelib:ensure_path(filename:dirname(File2)),
+        ok = file:change_mode(filename:dirname(File2), 8#700),
+        {ok, OldBytes} = file:read_file(iolist_to_binary([File, ".", Old])),
+        ok = file:write_file(File2, OldBytes),
+        ok = file:change_mode(File2, 8#600),
+        with_store(Opts#{key_file => File2}, fun() ->
+            ?assertMatch({ok, #{fingerprint := Old}}, couch_pgp_keystore:identity()),
+            ?assertEqual(ok, couch_pgp_keystore:install(Rotation)),
+            ?assertMatch({ok, #{fingerprint := New}}, couch_pgp_keystore:identity())
+        end),
+        %% A restart loads the new key with its history; the old key can be revoked, the
+        %% current one cannot.
+        with_store(Opts, fun() ->
+            {ok, #{fingerprint := New, history := H}} = couch_pgp_keystore:identity(),
+            ?assertMatch({ok, _}, couch_pgp_rotation:previous(H, Old)),
+            ?assertEqual({error, current_identity},
+                         couch_pgp_keystore:revocation(New, compromised, <<>>)),
+            {ok, Rev} = couch_pgp_keystore:revocation(Old, compromised, <<"copied">>),
+            ?assertEqual({error, bad_revocation},
+                         couch_pgp_keystore:install_revocation(Rev#{reason := retired})),
+            %% What a peer that still has the old key is offered to catch up.
+            {newer, #{old := Old, new := New} = Offer, []} = couch_pgp_keystore:offer(Old),
+            ?assertMatch({ok, _}, couch_pgp_rotation:from_json(maps:get(history, Offer))),
+            ?assertEqual({same, []}, couch_pgp_keystore:offer(New)),
+            ?assertEqual(unknown, couch_pgp_keystore:offer(<<"0000">>)),
+            ?assertEqual(ok, couch_pgp_keystore:install_revocation(Rev)),
+            ?assertMatch({same, [#{fingerprint := Old}]}, couch_pgp_keystore:offer(New)),
+            {ok, #{history := H2}} = couch_pgp_keystore:identity(),
+            ?assert(couch_pgp_rotation:is_revoked(H2, Old)),
+            %% A rotation whose old key is not this node's identity is refused.
+            ?assertEqual({error, not_current_identity},
+                         couch_pgp_keystore:install(Rotation#{new := Old, old := <<"X">>}))
+        end),
+        with_store(Opts, fun() ->
+            {ok, #{history := H3}} = couch_pgp_keystore:identity(),
+            ?assert(couch_pgp_rotation:is_revoked(H3, Old))
+        end)
+    end}.

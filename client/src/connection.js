@@ -9,8 +9,9 @@
 // signed per message. The envelopes and every check on them are the same in both modes.
 import { canonicalJSON, canonicalizeText } from './canonical.js';
 import { importChannelKey, openData, sealData } from './channel.js';
+import { endorsedChain, verifiedRevocations } from './rotation.js';
 import {
-  CouchPGPError, LoginFailedError, NotLoggedInError, PinMismatchError, ProtocolError,
+  CouchPGPError, IdentityRevokedError, LoginFailedError, NotLoggedInError, PinMismatchError, ProtocolError,
   RequestRefusedError, SessionExpiredError,
 } from './errors.js';
 import {
@@ -25,6 +26,8 @@ const PGP_TYPE = 'application/pgp-encrypted';
 const MODES = ['auto', 'channel', 'session'];
 /** Sessions are renewed this many seconds before they expire. */
 const RENEW_MARGIN = 10;
+/** A new session re-reads GET /_pgp when the identity was read longer ago than this. */
+const REPIN_AFTER_MS = 5000;
 
 // Path segments after which CouchDB streams its response; the server refuses these in place
 // (406) and they go through the tunnel (couch_pgp_chttpd:streams/1 has the same list).
@@ -67,6 +70,10 @@ export function needsTunnel(pathname) {
  * @param {Record<string,string>} [opts.headers]  sent on every request (e.g. Authorization)
  * @param {(e: object) => void} [opts.onExchange]  called with what went over the wire and what
  *   it meant, for each encrypted exchange (the demo shows these)
+ * @param {(change: {from: string, to: string, chain: string[]}) => void|Promise<void>}
+ *   [opts.onPinChange]  called when the server rotated its identity and the pinned key
+ *   endorsed the new one (README "Keys over time"): the connection has moved its pin to
+ *   `to`; persist it so that the next visit pins the new key
  */
 export async function connect(url, opts = {}) {
   if (opts.pin === undefined || opts.pin === null || opts.pin === '') {
@@ -79,7 +86,7 @@ export async function connect(url, opts = {}) {
 }
 
 export class Connection {
-  #base; #fetch; #opts; #identity; #security; #session; #renewing; #modes = [];
+  #base; #fetch; #opts; #identity; #security; #session; #renewing; #modes = []; #pinnedAt = 0;
   /** The AuthSession cookie, kept by hand where fetch has no cookie jar (Node); a browser
    *  never shows Set-Cookie to scripts, so there this stays empty and the browser keeps it. */
   #cookie;
@@ -124,11 +131,31 @@ export class Connection {
     if (normalizeFingerprint(body.fingerprint) !== actual) {
       throw new ProtocolError('GET /_pgp: the fingerprint does not match the certificate');
     }
+    // A revoked key is refused at once: the current one, the pinned one, or one on the way.
+    const revoked = await verifiedRevocations(body);
+    if (revoked.has(actual)) throw new IdentityRevokedError(actual, revoked.get(actual));
     const { pin } = this.#opts;
     if (typeof pin === 'function') {
-      if (await pin(actual) !== true) throw new PinMismatchError('(refused by the application)', actual);
+      // Asked once per key: a re-read before a new session does not ask again, and a key
+      // the one it accepted endorsed is followed as for a fingerprint pin.
+      const known = this.identityFingerprint;
+      if (actual !== known) {
+        const chain = known && await endorsedChain(body, known, actual, revoked);
+        if (chain) {
+          await this.#opts.onPinChange?.({ from: known, to: actual, chain });
+        } else if (await pin(actual) !== true) {
+          throw new PinMismatchError('(refused by the application)', actual);
+        }
+      }
     } else if (normalizeFingerprint(pin) !== actual) {
-      throw new PinMismatchError(normalizeFingerprint(pin), actual);
+      const pinned = normalizeFingerprint(pin);
+      if (revoked.has(pinned)) throw new IdentityRevokedError(pinned, revoked.get(pinned));
+      const chain = await endorsedChain(body, pinned, actual, revoked);
+      if (!chain) throw new PinMismatchError(pinned, actual);
+      // The pinned key vouched for its successor: follow it without asking anyone, and
+      // tell the application so that it keeps the new pin.
+      this.#opts = { ...this.#opts, pin: actual };
+      await this.#opts.onPinChange?.({ from: pinned, to: actual, chain });
     }
     const modes = Array.isArray(body.modes) ? body.modes : [];
     if (this.#opts.mode === 'channel' && !modes.includes('channel')) {
@@ -137,6 +164,7 @@ export class Connection {
     this.#modes = modes;
     this.#identity = identity;
     this.identityFingerprint = actual;
+    this.#pinnedAt = Date.now();
     return actual;
   }
 
@@ -146,6 +174,7 @@ export class Connection {
    * @returns {Promise<{name: string, roles: string[]}>}
    */
   async login(name, password) {
+    await this.#freshIdentity();
     const key = await privateKeyOf(this.#security);
     const env = envelope('POST', this.#path('/_session'), '', 'application/json',
       JSON.stringify({ name, password }));
@@ -163,6 +192,7 @@ export class Connection {
   /** Starts a couch_pgp session for our key when already logged in some other way (cookie,
    *  or an Authorization header in opts.headers). */
   async startSession() {
+    await this.#freshIdentity();
     const r = await this.#send(`${this.#base}/_pgp/session`, {
       method: 'POST', credentials: this.#opts.credentials,
       headers: { ...this.#opts.headers, 'Content-Type': 'application/json', Accept: 'application/json' },
@@ -311,6 +341,13 @@ export class Connection {
       if (m) this.#cookie = m[1] ? `AuthSession=${m[1]}` : undefined;
     }
     return r;
+  }
+
+  /** Fetches GET /_pgp again before a new session unless it was just fetched: the server may
+   *  have rotated its identity (followed when endorsed) or published a revocation (refused)
+   *  since. One small GET per session. */
+  async #freshIdentity() {
+    if (Date.now() - this.#pinnedAt > REPIN_AFTER_MS) await this.pin();
   }
 
   /** The path as the server sees it on the request line (base path included). */
@@ -562,7 +599,7 @@ function encodeBody(body, headers = {}) {
  */
 export function refusalClass(status, error) {
   if (status < 400 || typeof error !== 'string') return undefined;
-  if (error === 'pgp_session_expired') return SessionExpiredError;
+  if (error === 'pgp_session_expired' || error === 'pgp_session_revoked') return SessionExpiredError;
   // Every encrypted request in a session is checked against the login by couch_pgp first,
   // so a 401 to one is couch_pgp's (a login's own 401 is handled by login()).
   if (status === 401 && (error === 'unauthorized' || error.startsWith('pgp_'))) return NotLoggedInError;
@@ -579,6 +616,9 @@ function refuseErrors(status, body) {
   if (!body || typeof body !== 'object') return;
   const { error, reason = '' } = body;
   const Refusal = refusalClass(status, error);
+  if (error === 'pgp_session_revoked') {
+    throw new SessionExpiredError('the operator invalidated the couch_pgp session (token secret rotated); log in again');
+  }
   if (Refusal === SessionExpiredError) throw new SessionExpiredError();
   if (Refusal === NotLoggedInError) throw new NotLoggedInError(reason || 'unauthorized');
   if (Refusal) throw new RequestRefusedError(status, error, reason);

@@ -20,6 +20,16 @@ export class PinMismatchError extends CouchPGPError {
   }
 }
 
+/** The server's identity key (the pinned one, the current one, or one on the way from the
+ *  pin to the current one) is revoked: refused at once. The application must get a new
+ *  fingerprint out of band. */
+export class IdentityRevokedError extends CouchPGPError {
+  constructor(fingerprint, { reason = 'unspecified', message = '', revokedAt } = {}) {
+    super('identity_revoked', `server identity ${fingerprint} is revoked (${reason}${message ? `: ${message}` : ''})`,
+      { fingerprint, reason, revocationMessage: message, revokedAt });
+  }
+}
+
 /** A message or document signature is missing, by the wrong key, or does not verify. */
 export class BadSignatureError extends CouchPGPError {
   constructor(message, details) { super('bad_signature', message, details); }

@@ -8,6 +8,6 @@ export { KeyStore } from './keystore.js';
 export {
   CouchPGPError, PinMismatchError, BadSignatureError, DecryptError, ProtocolError,
   SessionExpiredError, NotLoggedInError, LoginFailedError, RequestRefusedError,
-  CanonicalJSONError, SecurityStateError, KeyError,
+  CanonicalJSONError, SecurityStateError, KeyError, IdentityRevokedError,
 } from './errors.js';
 export { pouchFetch, LONGPOLL_TIMEOUT } from './pouch.js';

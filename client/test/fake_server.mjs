@@ -12,6 +12,8 @@ const gen = async (name) => (await openpgp.generateKey({
 })).privateKey;
 
 const fpr = (k) => k.getFingerprint().toUpperCase();
+// RFC 8785 for the flat objects used here: members sorted, no whitespace.
+const canonical = (o) => `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${JSON.stringify(o[k])}`).join(',')}}`;
 const b64 = (bytes) => Buffer.from(bytes).toString('base64');
 const channelKey = (data) => ({ data, algorithm: 'aes256', aeadAlgorithm: 'gcm' });
 
@@ -25,6 +27,36 @@ export class FakeServer {
   /** GET /_pgp lists "channel" and session descriptions carry channel keys. */
   offerChannel = true;
   channels = new Map(); // token -> {c2s, s2c} (raw bytes)
+  /** GET /_pgp "previous" and "revocations" (README "Keys over time"). */
+  previous = [];
+  revocations = [];
+  retired = new Map(); // fingerprint -> the earlier identity key
+
+  /** A new identity, endorsed by the current one until now + overlap (as the server does);
+   *  `signer` replaces the old key as the endorsement's signer (a forgery). */
+  async rotate(overlap = 3600, { signer, until } = {}) {
+    const old = this.identity;
+    this.identity = await gen('server identity');
+    const now = Math.floor(Date.now() / 1000);
+    const statement = canonical({ action: 'rotate', new_fingerprint: fpr(this.identity),
+      old_fingerprint: fpr(old), rotated_at: now, until: until ?? now + overlap, v: 1 });
+    const endorsement_signature = await openpgp.sign({
+      message: await openpgp.createMessage({ binary: new TextEncoder().encode(statement) }),
+      signingKeys: signer || old, detached: true, format: 'armored' });
+    this.previous.unshift({ fingerprint: fpr(old), cert: old.toPublic().armor(), until: until ?? now + overlap,
+      endorsement: statement, endorsement_signature });
+    this.retired.set(fpr(old), old);
+  }
+
+  /** Publishes a revocation of an identity key (current or earlier) made by that key. */
+  async revoke(fingerprint, reason = 'compromised') {
+    const key = fingerprint === this.fingerprint ? this.identity : this.retired.get(fingerprint);
+    const flag = { compromised: openpgp.enums.reasonForRevocation.keyCompromised,
+      retired: openpgp.enums.reasonForRevocation.keyRetired }[reason];
+    const { publicKey } = await openpgp.revokeKey({ key, reasonForRevocation: { flag, string: 'test' }, format: 'armored' });
+    this.revocations.push({ fingerprint, reason, message: 'test', revoked_at: Math.floor(Date.now() / 1000),
+      revocation: publicKey });
+  }
 
   static async create() {
     const s = new FakeServer();
@@ -42,7 +74,8 @@ export class FakeServer {
     if (u.pathname === '/_pgp') {
       const cert = (this.tamper.identityCert || this.identity).toPublic().armor();
       return json(200, { couch_pgp: '0.1.0', fingerprint: this.fingerprint, cert, encryption: ['seipdv1'],
-        modes: this.offerChannel ? ['session', 'channel'] : ['session'] });
+        modes: this.offerChannel ? ['session', 'channel'] : ['session'],
+        previous: this.previous, revocations: this.revocations });
     }
     if (u.pathname === '/_pgp/session' && init.method === 'POST') {
       if (!this.loggedIn) return json(401, { error: 'unauthorized', reason: 'couch_pgp: log in first.' });

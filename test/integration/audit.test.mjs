@@ -1,6 +1,6 @@
 // The node's audit trail in a real CouchDB: real security events (identity created, session,
 // encrypted login and a refused one, refused requests, certificate registered / refused /
-// removed, signed documents accepted and refused, configuration changes) land in the
+// revoked, signed documents accepted and refused, configuration changes) land in the
 // node's chained file; only server admins read it over HTTP; scripts/audit_verify passes the
 // trail as written and names the seq of an entry edited in a copy; the chain survives a
 // restart; and no password, passphrase, token, key or document content is in the trail.
@@ -109,8 +109,10 @@ describe('couch_pgp audit trail in CouchDB', { skip, timeout: 600000 }, () => {
     assert.equal((await db.json('/signed/s1', { method: 'PUT', auth: aliceAuth,
       body: await signDoc({ _id: 's1', note: SECRET_TEXT }, alice.key) })).status, 201);
     assert.equal((await db.json('/signed/s2', { method: 'PUT', auth: aliceAuth, body: { note: SECRET_TEXT } })).status, 403);
-    // The certificate removed.
-    assert.equal((await db.json(`/_pgp/certs/${alice.key.fingerprint}`, { method: 'DELETE', auth: aliceAuth })).status, 200);
+    // The certificate revoked.
+    const del = await db.json(`/_pgp/certs/${alice.key.fingerprint}`, { method: 'DELETE', auth: aliceAuth });
+    assert.equal(del.status, 200, del.text);
+    const revokedAt = del.body.revoked_at;
 
     const body = await trail();
     assert.equal(body.node, db.nodeName);
@@ -133,7 +135,7 @@ describe('couch_pgp audit trail in CouchDB', { skip, timeout: 600000 }, () => {
       ['cert_registered', { user: 'alice', cert: fpr }],
       ['signed_doc_accepted', { user: 'alice', db: 'signed', doc: 's1', signers: [fpr], mode: 'interactive' }],
       ['signed_doc_refused', { user: 'alice', db: 'signed', doc: 's2', reason: 'unsigned', mode: 'interactive' }],
-      ['cert_removed', { user: 'alice', cert: fpr }],
+      ['cert_revoked', { user: 'alice', cert: fpr, revoked_at: revokedAt }],
     ];
     for (const [type, fields] of expected) {
       assert.ok(has(type, fields), `${type} ${JSON.stringify(fields)} not in ${JSON.stringify(body.entries.filter((e) => e.type === type))}`);
@@ -147,7 +149,7 @@ describe('couch_pgp audit trail in CouchDB', { skip, timeout: 600000 }, () => {
     assert.ok(cps.length >= 2, `${cps.length} checkpoints`);
     for (const cp of cps) assert.equal(cp.fields.signer, alice.identity.getFingerprint().toUpperCase());
     // The same events are in CouchDB's log, in the same words.
-    assert.match(db.log(), new RegExp(`couch_pgp audit: cert_removed user=alice cert=${fpr}`));
+    assert.match(db.log(), new RegExp(`couch_pgp audit: cert_revoked user=alice cert=${fpr} revoked_at=${revokedAt}`));
     // ?since and ?limit page through it.
     const page = await trail(`?since=3&limit=2`);
     assert.deepEqual(page.entries.map((e) => e.seq), [4, 5]);
@@ -240,5 +242,46 @@ describe('couch_pgp audit trail in CouchDB', { skip, timeout: 600000 }, () => {
     const cut = await verify('--cert', ident, '--min-seq', String(last + 100), old, current);
     assert.equal(cut.code, 1);
     assert.match(cut.stdout, new RegExp(`the trail ends before seq ${last + 100}`));
+  });
+
+  test('after an identity rotation the trail verifies with the certificates GET /_pgp announces', async () => {
+    const oldFpr = alice.identity.getFingerprint().toUpperCase();
+    assert.equal((await db.json('/_pgp/audit/checkpoint', { method: 'POST' })).status, 200);
+    const beforeRotation = fs.readFileSync(await identityFile());
+    const oldOnly = path.join(tmp, 'identity-before.json');
+    fs.writeFileSync(oldOnly, beforeRotation);
+    const rot = await db.json('/_pgp/rotate', { method: 'POST', body: { overlap: 3600 } });
+    assert.equal(rot.status, 200, rot.text);
+    const newFpr = rot.body.fingerprint;
+    assert.notEqual(newFpr, oldFpr);
+    assert.equal((await db.json('/_pgp/audit/checkpoint', { method: 'POST' })).status, 200);
+    const body = await trail();
+    assert.ok(body.entries.some((e) => e.type === 'identity_rotated' && e.fields.from === oldFpr
+      && e.fields.to === newFpr && e.fields.until === rot.body.until), 'identity_rotated in the trail');
+    const signers = new Set(body.entries.filter((e) => e.type === 'checkpoint').map((e) => e.fields.signer));
+    assert.deepEqual([...signers].sort(), [oldFpr, newFpr].sort());
+    assert.match(db.log(), new RegExp(`couch_pgp audit: identity_rotated from=${oldFpr} to=${newFpr} until=${rot.body.until}`));
+    // The current file holds checkpoints by both keys (it starts after seq 1: the part
+    // before it was rotated away by the test before).
+    const current = await download('rotated-identity.log');
+    const ident = await identityFile();
+    assert.equal(JSON.parse(fs.readFileSync(ident)).previous[0].fingerprint, oldFpr);
+    const ok = await verify('--cert', ident, '--from-any-seq', current);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /^signed through seq \d+ by ([0-9A-F]{40}), ([0-9A-F]{40})$/m);
+    assert.deepEqual(ok.stdout.match(/by (\S+), (\S+)$/m).slice(1).sort(), [oldFpr, newFpr].sort());
+    // Either key alone is not enough: the other one's checkpoint breaks the chain.
+    const newOnly = path.join(tmp, 'identity-new.asc');
+    fs.writeFileSync(newOnly, JSON.parse(fs.readFileSync(ident)).cert);
+    for (const certs of [oldOnly, newOnly]) {
+      const bad = await verify('--cert', certs, '--from-any-seq', current);
+      assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+      assert.match(bad.stdout, /checkpoint signature not good for the given certificates/);
+    }
+    // The same two certificates given one by one pass too.
+    const oldCert = path.join(tmp, 'identity-old.asc');
+    fs.writeFileSync(oldCert, JSON.parse(beforeRotation).cert);
+    const both = await verify('--cert', oldCert, '--cert', newOnly, '--from-any-seq', current);
+    assert.equal(both.code, 0, both.stdout + both.stderr);
   });
 });

@@ -110,7 +110,7 @@ describe('couch_pgp on a three-node CouchDB cluster', { skip, timeout: 600000 },
       after.push((await couch.request(`/signed/s${k}`, { method: 'PUT', body: doc })).status);
     }
     assert.deepEqual(after, [403, 403, 403]);
-    assert.match(nodes.map((n) => n.log()).join('\n'), new RegExp(`couch_pgp audit: cert_removed user=alice cert=${fpr}`));
+    assert.match(nodes.map((n) => n.log()).join('\n'), new RegExp(`couch_pgp audit: cert_revoked user=alice cert=${fpr} revoked_at=\\d+`));
   });
 
   test('a request captured on its way to one node is refused as a replay by every other', async () => {

@@ -134,7 +134,10 @@ describe('before authentication', { skip, timeout: 600000 }, () => {
   test('GET /_pgp needs nothing and gives only the public identity', async () => {
     const r = await plain('/_pgp', { auth: null });
     assert.equal(r.status, 200);
-    assert.deepEqual(Object.keys(r.body).sort(), ['cert', 'couch_pgp', 'encryption', 'fingerprint', 'max_clock_skew', 'modes', 'profile', 'session_lifetime']);
+    assert.deepEqual(Object.keys(r.body).sort(), ['cert', 'couch_pgp', 'encryption', 'fingerprint', 'max_clock_skew', 'modes',
+      'previous', 'profile', 'revocations', 'session_lifetime']);
+    // Keys over time: nothing to announce on a node that never rotated.
+    assert.deepEqual([r.body.previous, r.body.revocations], [[], []]);
     assert.doesNotMatch(JSON.stringify(r.body), /PRIVATE/);
     assert.equal((await plain('/_pgp', { method: 'DELETE', auth: null })).status, 405);
   });

@@ -13,6 +13,7 @@ pub mod keys;
 #[cfg(feature = "nif")]
 mod nif;
 pub mod policy;
+pub mod revoke;
 pub mod sign;
 pub mod verify;
 

@@ -25,6 +25,7 @@ use crate::decrypt;
 use crate::encrypt::{self, EncryptOptions};
 use crate::error::{Error, JsonError};
 use crate::keys::{self, GenerateOptions, Profile, SecretKey, Suite};
+use crate::revoke::{self, Reason};
 use crate::sign;
 use crate::verify;
 
@@ -53,6 +54,12 @@ mod atoms {
         content_type,
         body,
         client_cert,
+        not_revoked,
+        revoked,
+        unspecified,
+        superseded,
+        compromised,
+        retired,
     }
 }
 
@@ -285,6 +292,46 @@ fn import_secret<'a>(env: Env<'a>, bytes: Binary<'a>, pass: Binary<'a>) -> Term<
     }
 }
 
+// ---------------------------------------------------------------- revocation
+
+/// The key's certificate with a key revocation signature (reason, message) by the key.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn revoke<'a>(env: Env<'a>, key: ResourceArc<KeyRes>, reason: Atom, message: Binary<'a>) -> NifResult<Term<'a>> {
+    let reason = if reason == atoms::unspecified() {
+        Reason::Unspecified
+    } else if reason == atoms::superseded() {
+        Reason::Superseded
+    } else if reason == atoms::compromised() {
+        Reason::Compromised
+    } else if reason == atoms::retired() {
+        Reason::Retired
+    } else {
+        return Err(rustler::Error::BadArg);
+    };
+    Ok(match revoke::revoke(&key.0, reason, message.as_slice()) {
+        Ok(armored) => (atoms::ok(), binary_term(env, &armored)).encode(env),
+        Err(e) => error_term(env, e),
+    })
+}
+
+/// `not_revoked`, `{revoked, Reason, UnixSeconds}` or `{error, Reason}`.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn revocation_status<'a>(env: Env<'a>, cert: Binary<'a>) -> Term<'a> {
+    match revoke::status(cert.as_slice()) {
+        Ok(None) => atoms::not_revoked().encode(env),
+        Ok(Some((reason, at))) => {
+            let r = match reason {
+                Reason::Unspecified => atoms::unspecified(),
+                Reason::Superseded => atoms::superseded(),
+                Reason::Compromised => atoms::compromised(),
+                Reason::Retired => atoms::retired(),
+            };
+            (atoms::revoked(), r, at).encode(env)
+        }
+        Err(e) => error_term(env, e),
+    }
+}
+
 // ---------------------------------------------------------------- messages
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -362,6 +409,35 @@ fn verify<'a>(
     };
     match verify::verify_detached(data.as_slice(), sig.as_slice(), &certs) {
         Ok(fpr) => (atoms::ok(), fpr).encode(env),
+        Err(e) => error_term(env, e),
+    }
+}
+
+/// Like `verify`, with the good signature's creation time: `{ok, Fingerprint, UnixSeconds}`.
+/// The caller judges the time (a certificate revoked in a registry from a date on).
+#[rustler::nif(schedule = "DirtyCpu")]
+fn verify_timed<'a>(
+    env: Env<'a>,
+    data: Binary<'a>,
+    sig: Binary<'a>,
+    certs: ListIterator<'a>,
+) -> Term<'a> {
+    let certs = match cert_list(certs) {
+        Ok(c) => c,
+        Err(e) => return error_term(env, e),
+    };
+    match verify::verify_detached_all(data.as_slice(), sig.as_slice(), &certs, verify::Window::default()) {
+        Ok(v) => match v.first() {
+            Some(first) => {
+                let secs = first
+                    .created
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                (atoms::ok(), first.cert_fingerprint.clone(), secs).encode(env)
+            }
+            None => error_term(env, Error::Unsigned),
+        },
         Err(e) => error_term(env, e),
     }
 }
