@@ -325,6 +325,9 @@ describe('PouchDB in Chromium (IndexedDB) syncs through couch_pgp; the demo page
     assert.equal(leak, null, leak && `on the wire: ${JSON.stringify(leak.secret.slice(0, 40))} in ${leak.where}`);
     assert.ok(!wire.some((w) => 'authorization' in w.reqHeaders), 'no Authorization header');
     assert.ok(wire.some((w) => w.url === '/_pgp/tunnel'));
+    // Channel mode (the default): PouchDB in the browser read its tunnelled answers as sealed
+    // streams, checked frame by frame (client/src/stream.js).
+    assert.ok(wire.some((w) => w.resHeaders['x-pgp-stream'] === '1'), 'a streamed tunnel answer');
   });
 
   test('the same push and pull without couch_pgp in the same browser, timed', async () => {
