@@ -67,7 +67,7 @@ seal(#session{key = Key, user = User, client_cert = Cert, expires = Expires,
     %% A 192-bit random passphrase needs no stretching, so the export uses the least S2K
     %% (the default one cost ~150 ms here and again on every node that opened the token).
     Pass = base64:encode(crypto:strong_rand_bytes(24)),
-    {ok, Exported} = couch_pgp_nif:export_secret_random_pass(Key, Pass),
+    {ok, Exported} = couch_pgp:export_secret(Key, Pass, #{random_passphrase => true}),
     ChannelSecret = case Channel of
         {_Keys, S} -> S;
         undefined -> undefined

@@ -143,6 +143,19 @@ secret_persistence_test_() ->
                      couch_pgp:decrypt(M, A, #{verify_with => [CA]}))
     end}.
 
+%% A random passphrase (session tokens): binary, the least S2K, read back by import_secret;
+%% a short one refused.
+random_passphrase_export_test() ->
+    {A, _} = key_and_cert(),
+    Pass = crypto:strong_rand_bytes(24),
+    {ok, Exported} = couch_pgp:export_secret(A, Pass, #{random_passphrase => true}),
+    ?assertNotMatch(<<"-----BEGIN", _/binary>>, Exported),
+    ?assertEqual({error, bad_passphrase}, couch_pgp:import_secret(Exported, <<"guess">>)),
+    {ok, A2} = couch_pgp:import_secret(Exported, Pass),
+    ?assertEqual(couch_pgp:fingerprint(A), couch_pgp:fingerprint(A2)),
+    ?assertEqual({error, empty_passphrase},
+                 couch_pgp:export_secret(A, <<"fifteen bytes!!">>, #{random_passphrase => true})).
+
 %% The handle, printed, shows nothing of the key.
 key_handle_is_opaque_test() ->
     K = key(),
