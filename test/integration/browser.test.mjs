@@ -26,6 +26,7 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
   let db; let browser; let page; let identity;
   const traffic = []; // {url, method, requestHeaders, requestBody, status, responseHeaders, responseBody}
   const pending = [];
+  let closing = false;
 
   before(async () => {
     const { chromium } = await import('playwright-core');
@@ -50,6 +51,9 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
     page = await context.newPage();
     page.on('console', (m) => { if (m.type() === 'error') console.log(`# browser console: ${m.text()}`); });
     page.on('response', (r) => {
+      // The demo page keeps syncing in the background (PouchDB, live): answers that arrive
+      // while the browser closes are not part of any test.
+      if (closing) return;
       pending.push((async () => {
         const req = r.request();
         let body = '';
@@ -57,11 +61,13 @@ describe('browser client in Chromium against CouchDB', { skip, timeout: 600000 }
         traffic.push({ url: req.url(), method: req.method(), requestHeaders: await req.allHeaders(),
           requestBody: req.postDataBuffer()?.toString('utf8') || '', status: r.status(),
           responseHeaders: await r.allHeaders(), responseBody: body });
-      })());
+      })().catch((e) => { if (!closing) throw e; }));
     });
   });
 
   after(async () => {
+    closing = true;
+    await Promise.allSettled(pending.splice(0));
     if (browser) await browser.close();
     if (db) await db.stop();
   });
