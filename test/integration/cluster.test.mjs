@@ -271,6 +271,10 @@ describe('couch_pgp on a three-node CouchDB cluster', { skip, timeout: 600000 },
       await n.waitFor(async () => Number(await n.rpc(`lists:sum([begin {ok, Db} = couch_db:open_int(mem3:name(S), []),
           {ok, Info} = couch_db:get_db_info(Db), couch_db:close(Db), couch_util:get_value(doc_count, Info) end
         || S <- mem3:local_shards(<<"signed3">>)]).`)) === 24, { what: `${n.nodeName}'s shard copies to hold all 24` });
+    }
+    // Only once every copy holds them: a clustered read through one node may be answered by
+    // another node's copy of a range (a CI run read 19 of 24 from a copy still catching up).
+    for (const n of nodes) {
       assert.equal((await n.json('/signed3/_all_docs')).body.rows.length, 24, n.nodeName);
     }
     assert.deepEqual(nodes.flatMap((n) => n.log().split('\n').filter((l) => /signed_doc_refused .*db=signed3/.test(l))), []);
