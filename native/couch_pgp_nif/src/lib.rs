@@ -1,6 +1,8 @@
 //! couch_pgp's native core: OpenPGP through sequoia, and RFC 8785 canonical JSON.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(feature = "nif")]
+mod alloc;
 pub mod armor;
 pub mod canonical;
 pub mod channel;
