@@ -502,16 +502,25 @@ async function bench(db, tStart) {
                         lists:foreach(fun(_) -> F() end, lists:seq(1, N)),
                         (erlang:monotonic_time(nanosecond) - T0) div N end || _ <- [1, 2, 3, 4, 5]],
             lists:min(Rs) end,`;
+  // Channel mode: the requests timed are sealed by OpenPGP.js, as the cells' requests are (it
+  // writes partial body lengths; a message couch_pgp sealed itself would take another path).
+  const secret = Buffer.from(Array.from({ length: 64 }, (_, i) => i));
+  const sealedBy = {};
+  if (MODE === 'channel') {
+    for (const sz of ENVELOPE_SIZES) {
+      const env = { ...envelope('PUT', '/db/d', '', 'a'.repeat(sz)), ts: 1 };
+      sealedBy[sz] = Buffer.from(await channelSeal(JSON.stringify(env), secret.subarray(0, 32))).toString('base64');
+    }
+  }
   const cryptoOut = await db.rpc(MODE === 'channel' ? `begin
-    {ok, K, _} = couch_pgp_channel:new(),
+    {ok, K} = couch_pgp_channel:from_secret(base64:decode(<<"${secret.toString('base64')}">>)),
     ${TIMER}
     [begin
        P = binary:copy(<<"a">>, Sz),
-       Env = <<"{\\"v\\":1,\\"method\\":\\"PUT\\",\\"path\\":\\"/db/d\\",\\"query\\":\\"\\",\\"ts\\":1,\\"nonce\\":\\"AAAAAAAAAAAAAAAAAAAAAA==\\",\\"content_type\\":\\"application/json\\",\\"body\\":\\"", P/binary, "\\"}">>,
-       {ok, M} = couch_pgp_channel:seal(K, client_to_server, Env),
+       M = base64:decode(B64),
        {Sz, T(fun() -> {ok, _} = couch_pgp_channel:open_request(K, M, 1 bsl 30) end, ${iters} * 20),
             T(fun() -> {ok, _} = couch_pgp_channel:seal_response(K, 200, <<"n">>, <<"application/json">>, P, base64) end, ${iters} * 20)}
-     end || Sz <- [${ENVELOPE_SIZES.join(', ')}]]
+     end || {Sz, B64} <- [${ENVELOPE_SIZES.map((z) => `{${z}, <<"${sealedBy[z]}">>}`).join(', ')}]]
   end.` : `begin
     {ok, S} = couch_pgp:generate_key(#{}), {ok, C} = couch_pgp:generate_key(#{}),
     SC = couch_pgp:public_cert(S), CC = couch_pgp:public_cert(C),

@@ -11,10 +11,13 @@
 //! Sealing builds the packet here, with sequoia's public AEAD schedule and encryptor, because
 //! sequoia's message writer draws the salt from the backend's generator, which the Nettle
 //! backend rebuilds and reseeds on every call (most of the cost of a small message). The salt
-//! only has to be unique, so it comes from `rand`'s thread-local CSPRNG. Opening goes through
-//! sequoia's full message parser with the direction's key as the session key, after a strict
-//! check that the message is exactly one SEIPDv2 AES-256-GCM packet.
+//! only has to be unique, so it comes from `rand`'s thread-local CSPRNG. Opening first checks
+//! strictly that the message is one SEIPDv2 AES-256-GCM packet; the usual shape (one literal
+//! packet inside, definite or partial lengths) is then opened here with the same schedule,
+//! every other shape by sequoia's full message parser with the direction's key as the session
+//! key.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use rand::{RngCore, TryRngCore};
@@ -151,18 +154,14 @@ pub fn open<W: Write>(keys: &ChannelKeys, dir: Direction, msg: &[u8], mut sink: 
     })
 }
 
-/// The direct path for the message shape `seal` writes (and most writers write for small
-/// messages): a definite-length packet whose plaintext is one definite-length literal data
-/// packet. Every chunk tag and the final tag are checked before anything reaches `sink`.
-/// `None` for any other shape, which then goes through sequoia's general parser.
+/// The direct path for the message shapes `seal` and the usual writers write: one SEIPDv2
+/// packet whose plaintext is one literal data packet, each with a definite length or in
+/// partial lengths (OpenPGP.js streams every message that way). Every chunk tag and the final
+/// tag are checked before anything reaches `sink`. `None` for any other shape, which then goes
+/// through sequoia's general parser (compression, padding, other packets, odd lengths).
 fn open_simple<W: Write>(key: &SessionKey, msg: &[u8], sink: &mut W) -> Option<Result<()>> {
-    let (Length::Definite(body_len), header_len) = read_length(msg.get(1..)?)? else {
-        return None;
-    };
-    let body = msg.get(1 + header_len..)?;
-    if body.len() != body_len {
-        return None;
-    }
+    let body = whole_body(msg.get(1..)?)?;
+    let body = &body[..];
     let chunk_size = 1usize << (body.get(3)? + 6);
     let salt = body.get(4..4 + SALT_LEN)?;
     let sealed = body.get(4 + SALT_LEN..body.len().checked_sub(TAG_LEN)?)?;
@@ -197,25 +196,53 @@ fn open_simple<W: Write>(key: &SessionKey, msg: &[u8], sink: &mut W) -> Option<R
     }
     // Authentic; now it must be exactly one literal data packet, else the general parser
     // decides (it handles compression, partial lengths, padding and other packets).
-    let data = literal_data(&plain)?;
-    Some(sink.write_all(data).map_err(|_| Error::TooLarge))
+    let (body, data_start) = literal_data(&plain)?;
+    Some(sink.write_all(&body[data_start..]).map_err(|_| Error::TooLarge))
 }
 
-/// The data of a plaintext that is exactly one new-format, definite-length literal packet.
-fn literal_data(plain: &[u8]) -> Option<&[u8]> {
+/// The body of a plaintext that is exactly one new-format literal packet, and where its data
+/// starts in it.
+fn literal_data(plain: &[u8]) -> Option<(Cow<'_, [u8]>, usize)> {
     if *plain.first()? != LITERAL_CTB {
         return None;
     }
-    let (Length::Definite(len), used) = read_length(plain.get(1..)?)? else {
-        return None;
-    };
-    let body = plain.get(1 + used..)?;
-    if body.len() != len {
-        return None;
-    }
+    let body = whole_body(plain.get(1..)?)?;
     let name_len = *body.get(1)? as usize;
     // Format octet, name length, name, 4-octet date.
-    body.get(2 + name_len + 4..)
+    let skip = 2 + name_len + 4;
+    (body.len() >= skip).then_some((body, skip))
+}
+
+/// The body of the packet whose length octets start `b`, when the packet is all of `b`: the
+/// octets themselves for a definite length, the parts joined for partial lengths. `None`
+/// when anything follows the packet, when a length is cut short, or when the first part is
+/// shorter than the 512 octets RFC 9580 section 4.2.1.4 requires (the general parser then
+/// decides).
+fn whole_body(b: &[u8]) -> Option<Cow<'_, [u8]>> {
+    match read_length(b)? {
+        (Length::Definite(len), used) => {
+            let body = b.get(used..)?;
+            (body.len() == len).then_some(Cow::Borrowed(body))
+        }
+        (Length::Partial(first), _) if first < 512 => None,
+        (Length::Partial(_), _) => {
+            let mut joined = Vec::with_capacity(b.len());
+            let mut rest = b;
+            loop {
+                let (len, used) = read_length(rest)?;
+                let (part, last) = match len {
+                    Length::Partial(n) => (n, false),
+                    Length::Definite(n) => (n, true),
+                };
+                let end = used.checked_add(part)?;
+                joined.extend_from_slice(rest.get(used..end)?);
+                rest = &rest[end..];
+                if last {
+                    return rest.is_empty().then_some(Cow::Owned(joined));
+                }
+            }
+        }
+    }
 }
 
 /// A request envelope as the client sealed it (README "Encrypted requests"); the checks
@@ -445,6 +472,36 @@ mod tests {
                 ("v".into(), Json::Int(1)),
             ]);
             assert_eq!(response_envelope(status, nonce, ctype, body), canonical::canonicalize(&tree)?);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn whole_bodies_in_definite_and_partial_lengths() -> Result<()> {
+        let data: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
+        let mut definite = Vec::new();
+        push_length(&mut definite, data.len())?;
+        definite.extend_from_slice(&data);
+        assert_eq!(whole_body(&definite).as_deref(), Some(&data[..]));
+        // 512 + 1024 in parts, the rest with a definite length.
+        let mut parts = vec![224 + 9];
+        parts.extend_from_slice(&data[..512]);
+        parts.push(224 + 10);
+        parts.extend_from_slice(&data[512..1536]);
+        push_length(&mut parts, data.len() - 1536)?;
+        parts.extend_from_slice(&data[1536..]);
+        assert_eq!(whole_body(&parts).as_deref(), Some(&data[..]));
+        // Anything after the packet, a cut, or a first part under 512 octets: not this path.
+        for bad in [
+            [&definite[..], b"x"].concat(),
+            [&parts[..], b"x"].concat(),
+            definite[..definite.len() - 1].to_vec(),
+            parts[..parts.len() - 1].to_vec(),
+            parts[..600].to_vec(),
+            [&[224 + 8][..], &data[..256], &[0]].concat(),
+            Vec::new(),
+        ] {
+            assert_eq!(whole_body(&bad), None, "{} octets", bad.len());
         }
         Ok(())
     }

@@ -196,3 +196,17 @@ fn opens_messages_sent_in_partial_body_parts() {
     trailing.extend_from_slice(&msg);
     assert!(open(&k, C2S, &trailing).is_err(), "a second message after the first is refused");
 }
+
+#[test]
+fn partial_messages_with_a_flipped_byte_are_refused() {
+    let k = keys();
+    let plain = vec![7u8; 20_000];
+    let msg = as_partial(&seal(&k, C2S, &plain), 10);
+    assert_eq!(open(&k, C2S, &msg), Ok(plain));
+    // Length octets, salt, chunk data and the final tag, in every part.
+    for i in (1..msg.len()).step_by(97).chain([1, 1025, msg.len() - 1]) {
+        let mut bad = msg.clone();
+        bad[i] ^= 0x01;
+        assert!(open(&k, C2S, &bad).is_err(), "byte {i} flipped was accepted");
+    }
+}
