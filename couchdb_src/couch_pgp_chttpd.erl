@@ -377,20 +377,36 @@ encrypted_response(Req, Code, Extra, Headers, false, Msg) ->
     [Req, Code, Extra ++ drop_headers(["etag"], Headers), {[{<<"pgp">>, Msg}]}].
 
 %% The channel's answer: the response envelope sealed under the session's server-to-client
-%% key, in one NIF call; JSON responses carry its base64 in `{"pgp": ...}', raw ones the
-%% message itself.
+%% key, in one NIF call. Raw responses carry the message itself; JSON ones too when the client
+%% accepts `application/pgp-encrypted' (sent through couch_pgp_raw_reply, since chttpd
+%% encodes a JSON body after this hook), else its base64 in `{"pgp": ...}'.
 seal_channel_response(#{channel := Keys, nonce := Nonce}, Req, Code, Headers, Raw, CType, Plain) ->
-    Encoding = case Raw of
+    Binary = Raw orelse accepts_binary(Req),
+    Encoding = case Binary of
         true -> binary;
         false -> base64
     end,
     case couch_pgp_channel:seal_response(Keys, Code, Nonce, CType, Plain, Encoding) of
+        {ok, Sealed} when Binary, not Raw ->
+            couch_pgp_stats:count(responses_encrypted),
+            #httpd{mochi_req = M} = Req,
+            [_, _, Hs, _] = encrypted_response(Req, Code, channel_headers(), Headers, true, Sealed),
+            [Req#httpd{mochi_req = couch_pgp_raw_reply:wrap(M, Sealed)}, Code, Hs, null];
         {ok, Sealed} ->
             couch_pgp_stats:count(responses_encrypted),
-            encrypted_response(Req, Code, [{"X-PGP-Encrypted", "1"}, {?CHANNEL_HEADER, "1"}],
-                               Headers, Raw, Sealed);
+            encrypted_response(Req, Code, channel_headers(), Headers, Raw, Sealed);
         {error, Why} ->
             cannot_encrypt(Why)
+    end.
+
+channel_headers() ->
+    [{"X-PGP-Encrypted", "1"}, {?CHANNEL_HEADER, "1"}].
+
+%% Whether the request's Accept names `application/pgp-encrypted' (alone or among others).
+accepts_binary(#httpd{mochi_req = M}) ->
+    case mochiweb_request:get_header_value("accept", M) of
+        undefined -> false;
+        Accept -> string:find(string:lowercase(Accept), ?CTYPE) =/= nomatch
     end.
 
 -spec cannot_encrypt(term()) -> no_return().

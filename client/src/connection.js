@@ -366,7 +366,9 @@ export class Connection {
     if (channel) outer['X-PGP-Channel'] = '1';
     const r = await this.#send(url, {
       method: 'POST', credentials: this.#opts.credentials, body: message,
-      headers: { ...this.#opts.headers, ...outer, 'Content-Type': PGP_TYPE, Accept: 'application/json' },
+      // In the channel every answer may come as the binary message itself (no base64 in JSON).
+      headers: { ...this.#opts.headers, ...outer, 'Content-Type': PGP_TYPE,
+        Accept: channel ? `${PGP_TYPE}, application/json` : 'application/json' },
     });
     // A streamed answer is read frame by frame by the caller (openStream checks it); only
     // asked for in channel mode, and only ever accepted when asked for.

@@ -84,6 +84,51 @@ describe('session channel', { skip, timeout: 600000 }, () => {
     assert.equal(dts.env.content_type, 'text/plain; charset=utf-8');
   });
 
+  test('Accept: application/pgp-encrypted: JSON answers and refusals come as the binary message itself', async () => {
+    const accept = { Accept: 'application/pgp-encrypted, application/json' };
+    const put = await alice.sendChannel('PUT', '/records/b1', '', JSON.stringify({ note: SECRET_TEXT }), { headers: accept });
+    assert.equal(put.status, 201);
+    assert.equal(put.raw, true);
+    assert.equal(put.env.content_type, 'application/json');
+    assert.equal(put.body.id, 'b1');
+    assert.equal(put.nonceMatches, true);
+    const get = await alice.sendChannel('GET', '/records/b1', '', '', { headers: accept });
+    assert.equal(get.status, 200);
+    assert.equal(get.raw, true);
+    assert.equal(get.body.note, SECRET_TEXT);
+    // On the wire: the sealed message and its length, no JSON, no ETag of the plaintext.
+    const msg = await channelSeal(JSON.stringify(envelope('GET', '/records/b1', '', '')), alice.channel.c2s);
+    const r = await db.request('/records/b1', { method: 'POST', auth: aliceAuth, body: msg,
+      headers: { 'Content-Type': 'application/pgp-encrypted', 'X-PGP-Session': alice.token, 'X-PGP-Channel': '1',
+        Accept: 'application/pgp-encrypted' } });
+    const bytes = Buffer.from(await r.arrayBuffer());
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'application/pgp-encrypted');
+    assert.equal(r.headers.get('x-pgp-encrypted'), '1');
+    assert.equal(r.headers.get('x-pgp-channel'), '1');
+    assert.equal(r.headers.get('etag'), null);
+    assert.equal(Number(r.headers.get('content-length')), bytes.length);
+    assert.equal(bytes[0], 0xd2);
+    assert.doesNotMatch(bytes.toString('latin1'), new RegExp(SECRET_TEXT));
+    assert.equal(JSON.parse(JSON.parse(await channelOpen(bytes, alice.channel.s2c)).body).note, SECRET_TEXT);
+    // CouchDB's own errors and couch_pgp's refusals after the message opened: the same.
+    const missing = await alice.sendChannel('GET', '/records/no-such-doc', '', '', { headers: accept });
+    assert.equal(missing.status, 404);
+    assert.equal(missing.raw, true);
+    assert.equal(missing.body.error, 'not_found');
+    const e = envelope('PUT', '/records/b2', '', JSON.stringify({ v: 1 }));
+    const sealed = await channelSeal(JSON.stringify(e), alice.channel.c2s);
+    assert.equal((await alice.sendChannel('PUT', '/records/b2', '', '', { env: e, msg: sealed, headers: accept })).status, 201);
+    const replay = await alice.sendChannel('PUT', '/records/b2', '', '', { env: e, msg: sealed, headers: accept });
+    assert.equal(replay.status, 400);
+    assert.equal(replay.raw, true);
+    assert.equal(replay.body.error, 'pgp_replay');
+    assert.equal(replay.nonceMatches, true);
+    // The connection stays usable: a keep-alive request after a binary answer.
+    const again = await alice.sendChannel('GET', '/records/b1', '', '', { headers: accept });
+    assert.equal(again.body.note, SECRET_TEXT);
+  });
+
   test('one key per direction: a response cannot be reflected as a request, nor the reverse', async () => {
     const reply = await channelSeal(JSON.stringify(envelope('PUT', '/records/c2', '', '{"n":1}')), alice.channel.s2c);
     const r = await alice.sendChannel('PUT', '/records/c2', '', '', { msg: reply });
