@@ -142,8 +142,15 @@ impl DecryptionHelper for KeyHelper {
 
 #[test]
 fn sequoia_opens_what_we_write() {
+    // One chunk, and three (chunks are at most 4 MiB).
+    for len in [5000usize, (9 << 20) + 7] {
+        sequoia_opens(len);
+    }
+}
+
+fn sequoia_opens(len: usize) {
     let k = keys();
-    let plain = vec![42u8; 5000];
+    let plain: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     let msg = seal(&k, S2C, &plain);
     let policy = StandardPolicy::new();
     let mut d = DecryptorBuilder::from_bytes(&msg)
