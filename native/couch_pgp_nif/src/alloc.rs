@@ -1,17 +1,21 @@
-//! Every Rust allocation of the NIF goes to the Erlang VM's own allocator (`enif_alloc`).
+//! Where the NIF's memory comes from: small blocks from the C library's `malloc`, blocks of
+//! 16 KiB and more (message buffers) from the Erlang VM's allocator (`enif_alloc`).
 //!
-//! With the C library's `malloc` a 64 KiB message cost more in the kernel than in the cipher:
-//! each scheduler thread has its own malloc arena, and freeing a message's buffers at the top
-//! of it gave the pages back (`madvise`), so the next message faulted in and zeroed fresh
-//! pages, with TLB shootdowns across threads (`perf` of `make bench-http`, 64 KiB PUT with 16
-//! clients: ~8 % of the node's CPU in page faults and unmapping, none with plain CouchDB).
-//! The VM's allocators keep their carriers (`erts_alloc`), and what the NIF holds shows in
-//! `erlang:memory()` and `instrument`/`recon_alloc` like the rest of the node.
+//! With `malloc` alone a 64 KiB message cost more in the kernel than in the cipher: each
+//! scheduler thread has its own malloc arena, and freeing a message's buffers at the top of it
+//! gave the pages back (`madvise`), so the next message faulted in and zeroed fresh pages, with
+//! TLB shootdowns across threads (`perf` of `make bench-http`, 64 KiB PUT with 16 clients:
+//! ~8 % of the node's CPU in page faults and unmapping, none with plain CouchDB). The VM's
+//! allocators keep their carriers, and what they hold shows in `erlang:memory()`. With
+//! `enif_alloc` alone, though, code that makes many small blocks (a JSON tree, sequoia's
+//! packet structures) ran up to 3x slower (canonical JSON of a 4 KiB record, A/B in one
+//! node), so small blocks stay with `malloc`'s per-thread caches. The size decides, and
+//! `dealloc` and `realloc` are given the same size, so every block returns where it came from.
 //!
 //! `enif_alloc` aligns to 8 bytes; larger alignments are over-allocated and the block's start
 //! is kept just before the aligned pointer. A failed allocation returns null, which Rust turns
 //! into its allocation-error handler (an abort), as with `malloc`.
-use std::alloc::{GlobalAlloc, Layout};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::c_void;
 use std::ptr;
 
@@ -20,14 +24,23 @@ use rustler::sys::{enif_alloc, enif_free, enif_realloc};
 /// What `enif_alloc` guarantees (ERTS aligns every block to 8 bytes on 64-bit systems).
 const VM_ALIGN: usize = 8;
 const HEADER: usize = std::mem::size_of::<usize>();
+/// Blocks of at least this many bytes come from the VM.
+const LARGE: usize = 16 * 1024;
 
-pub struct VmAllocator;
+fn large(size: usize) -> bool {
+    size >= LARGE
+}
+
+pub struct NifAllocator;
 
 #[global_allocator]
-static ALLOCATOR: VmAllocator = VmAllocator;
+static ALLOCATOR: NifAllocator = NifAllocator;
 
-unsafe impl GlobalAlloc for VmAllocator {
+unsafe impl GlobalAlloc for NifAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if !large(layout.size()) {
+            return System.alloc(layout);
+        }
         if layout.align() <= VM_ALIGN {
             return enif_alloc(layout.size()).cast();
         }
@@ -48,15 +61,35 @@ unsafe impl GlobalAlloc for VmAllocator {
         aligned
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if !large(layout.size()) {
+            return System.alloc_zeroed(layout);
+        }
+        let p = self.alloc(layout);
+        if !p.is_null() {
+            ptr::write_bytes(p, 0, layout.size());
+        }
+        p
+    }
+
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        enif_free(block_start(ptr, layout));
+        if large(layout.size()) {
+            enif_free(block_start(ptr, layout));
+        } else {
+            System.dealloc(ptr, layout);
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= VM_ALIGN {
-            return enif_realloc(ptr.cast(), new_size).cast();
+        match (large(layout.size()), large(new_size)) {
+            (false, false) => return System.realloc(ptr, layout, new_size),
+            (true, true) if layout.align() <= VM_ALIGN => {
+                return enif_realloc(ptr.cast(), new_size).cast();
+            }
+            _ => {}
         }
-        // Over-aligned blocks move by hand: the VM would not keep their alignment.
+        // From one allocator to the other, or over-aligned (the VM would not keep the
+        // alignment): moved by hand.
         let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
             return ptr::null_mut();
         };
