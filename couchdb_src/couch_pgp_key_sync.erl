@@ -68,13 +68,11 @@ round() ->
 secret_catch_up(Peer) ->
     case couch_pgp_config:token_secret() of
         {ok, Mine} ->
-            try erpc:call(Peer, couch_pgp_tokens, secret_offer, [Mine], ?PEER_TIMEOUT_MS) of
+            case ask(Peer, couch_pgp_tokens, secret_offer, [Mine]) of
                 {newer, Secret, Retired} when is_binary(Secret), is_list(Retired) ->
                     couch_pgp_tokens:adopt_secret(Secret, Retired);
                 Other ->
                     Other
-            catch
-                Class:Why -> {Class, Why}
             end;
         {error, _} = Error ->
             Error
@@ -83,7 +81,7 @@ secret_catch_up(Peer) ->
 catch_up(Peer) ->
     case couch_pgp_keystore:identity() of
         {ok, #{fingerprint := Fpr, history := History}} ->
-            try erpc:call(Peer, couch_pgp_keystore, offer, [Fpr], ?PEER_TIMEOUT_MS) of
+            case ask(Peer, couch_pgp_keystore, offer, [Fpr]) of
                 {same, Revs} ->
                     revocations(Revs, History);
                 {newer, #{new := New} = Rotation, Revs} ->
@@ -100,11 +98,17 @@ catch_up(Peer) ->
                     end;
                 Other ->
                     Other
-            catch
-                Class:Why -> {Class, Why}
             end;
         {error, _} = Error ->
             Error
+    end.
+
+%% A peer's answer, or `{Class, Reason}' when it could not give one (down, timed out, crashed).
+ask(Peer, M, F, A) ->
+    try
+        erpc:call(Peer, M, F, A, ?PEER_TIMEOUT_MS)
+    catch
+        Class:Why -> {Class, Why}
     end.
 
 revocations(Revs, History) ->

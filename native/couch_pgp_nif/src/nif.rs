@@ -182,6 +182,14 @@ fn binary_term<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     b.release(env).encode(env)
 }
 
+/// `{ok, Binary}` or `{error, Reason}`.
+fn binary_result<'a, B: AsRef<[u8]>>(env: Env<'a>, r: Result<B, Error>) -> Term<'a> {
+    match r {
+        Ok(bytes) => (atoms::ok(), binary_term(env, bytes.as_ref())).encode(env),
+        Err(e) => error_term(env, e),
+    }
+}
+
 fn cert_list(list: ListIterator) -> Result<Vec<Arc<sequoia_openpgp::Cert>>, Error> {
     let mut out = Vec::new();
     for t in list {
@@ -260,28 +268,19 @@ fn cert_fingerprint<'a>(env: Env<'a>, cert: Binary<'a>) -> Term<'a> {
 
 #[rustler::nif(schedule = "DirtyCpu")]
 fn import_cert<'a>(env: Env<'a>, bytes: Binary<'a>) -> Term<'a> {
-    match certs::import(bytes.as_slice()) {
-        Ok(armored) => (atoms::ok(), binary_term(env, &armored)).encode(env),
-        Err(e) => error_term(env, e),
-    }
+    binary_result(env, certs::import(bytes.as_slice()))
 }
 
 /// S2K key derivation is deliberately slow.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn export_secret<'a>(env: Env<'a>, key: ResourceArc<KeyRes>, pass: Binary<'a>) -> Term<'a> {
-    match keys::export_secret(&key.0, pass.as_slice()) {
-        Ok(armored) => (atoms::ok(), binary_term(env, &armored)).encode(env),
-        Err(e) => error_term(env, e),
-    }
+    binary_result(env, keys::export_secret(&key.0, pass.as_slice()))
 }
 
 /// For a random passphrase: the least stretching, so a normal scheduler (see keys.rs).
 #[rustler::nif]
 fn export_secret_random_pass<'a>(env: Env<'a>, key: ResourceArc<KeyRes>, pass: Binary<'a>) -> Term<'a> {
-    match keys::export_secret_random_pass(&key.0, pass.as_slice()) {
-        Ok(bytes) => (atoms::ok(), binary_term(env, &bytes)).encode(env),
-        Err(e) => error_term(env, e),
-    }
+    binary_result(env, keys::export_secret_random_pass(&key.0, pass.as_slice()))
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -308,10 +307,7 @@ fn revoke<'a>(env: Env<'a>, key: ResourceArc<KeyRes>, reason: Atom, message: Bin
     } else {
         return Err(rustler::Error::BadArg);
     };
-    Ok(match revoke::revoke(&key.0, reason, message.as_slice()) {
-        Ok(armored) => (atoms::ok(), binary_term(env, &armored)).encode(env),
-        Err(e) => error_term(env, e),
-    })
+    Ok(binary_result(env, revoke::revoke(&key.0, reason, message.as_slice())))
 }
 
 /// `not_revoked`, `{revoked, Reason, UnixSeconds}` or `{error, Reason}`.
@@ -446,10 +442,7 @@ fn verify_timed<'a>(
 
 #[rustler::nif(schedule = "DirtyCpu")]
 fn canonical_json<'a>(env: Env<'a>, value: Term<'a>) -> Term<'a> {
-    match term_to_json(value, 0).and_then(|j| canonical::canonicalize(&j)) {
-        Ok(bytes) => (atoms::ok(), binary_term(env, &bytes)).encode(env),
-        Err(e) => error_term(env, Error::InvalidJson(e)),
-    }
+    binary_result(env, term_to_json(value, 0).and_then(|j| canonical::canonicalize(&j)).map_err(Error::InvalidJson))
 }
 
 /// JSON text to EJSON (`{[{Key, Value}]}` objects, binaries, numbers, atoms), for users
