@@ -91,6 +91,7 @@ describe('identity rotation, revocation and token secret rotation', { skip, time
       action: 'rotate', new_fingerprint: newFpr, old_fingerprint: oldFpr,
       rotated_at: JSON.parse(prev.endorsement).rotated_at, until: r.body.until, v: 1 });
     assert.match(prev.endorsement_signature, /^-----BEGIN PGP SIGNATURE-----/);
+    await db.waitFor(async () => /couch_pgp audit: identity_rotated from=[0-9A-F]{40} to=[0-9A-F]{40} until=\d+/.test(db.log()), { what: 'the audit line' });
     assert.match(db.log(), /couch_pgp audit: identity_rotated from=[0-9A-F]{40} to=[0-9A-F]{40} until=\d+/);
   });
 
@@ -164,6 +165,7 @@ describe('identity rotation, revocation and token secret rotation', { skip, time
     assert.match(rev.revocation, /^-----BEGIN PGP PUBLIC KEY BLOCK-----/);
     // Still in its overlap, and announced there: the client must refuse it anyway.
     assert.equal(id.previous[0].fingerprint, oldFpr);
+    await db.waitFor(async () => new RegExp(`couch_pgp audit: identity_revoked fingerprint=${oldFpr} reason=compromised`).test(db.log()), { what: 'the audit line' });
     assert.match(db.log(), new RegExp(`couch_pgp audit: identity_revoked fingerprint=${oldFpr} reason=compromised`));
   });
 
@@ -208,6 +210,7 @@ describe('identity rotation, revocation and token secret rotation', { skip, time
     assert.equal(junk.status, 401);
     assert.equal(junk.body.error, 'unauthorized');
     // The secret itself is never in the log; a new session works.
+    await db.waitFor(async () => /couch_pgp audit: token_secret_rotated node=/.test(db.log()), { what: 'the audit line' });
     assert.match(db.log(), /couch_pgp audit: token_secret_rotated node=/);
     assert.doesNotMatch(db.log(), new RegExp((await db.json('/_node/_local/_config/couch_pgp/secret')).body));
     await holder.startSession();
@@ -293,7 +296,9 @@ describe('client certificates: revocation date and expiry', { skip, timeout: 600
     assert.equal((await (await conn.request(`/_pgp/certs/${'AB'.repeat(20)}`)).json()).status, 'unknown');
     // A revocation is final: registering the certificate again is refused.
     await assert.rejects(conn.registerCertificate(key), (e) => e.status === 400 && e.error === 'pgp_bad_cert');
+    await db.waitFor(async () => new RegExp(`couch_pgp audit: cert_revoked user=bob cert=${fpr} revoked_at=${revokedAt}`).test(db.log()), { what: 'the audit line' });
     assert.match(db.log(), new RegExp(`couch_pgp audit: cert_revoked user=bob cert=${fpr} revoked_at=${revokedAt}`));
+    await db.waitFor(async () => new RegExp(`couch_pgp audit: cert_refused user=bob cert=${fpr} reason=cert_revoked`).test(db.log()), { what: 'the audit line' });
     assert.match(db.log(), new RegExp(`couch_pgp audit: cert_refused user=bob cert=${fpr} reason=cert_revoked`));
   });
 

@@ -126,7 +126,9 @@ describe('[couch_pgp] enable switches the plugin on and off', { skip, timeout: 6
     assert.equal((await db.json('/_pgp', { auth: null })).body.fingerprint, pinned, 'the same identity');
     assert.equal((await setEnable('false')).status, 200);
     await db.waitFor(async () => /config_changed setting=enable value=false/.test(db.log(mark)), { what: 'the audit line' });
-    assert.match(db.log(mark), /\[warning\].*couch_pgp: disabled, but these policies are still enforced.*require_encryption_dbs=vault, signed_dbs=records/);
+    const warning = /\[warning\].*couch_pgp: disabled, but these policies are still enforced.*require_encryption_dbs=vault, signed_dbs=records/;
+    await db.waitFor(async () => warning.test(db.log(mark)), { what: 'the warning' });
+    assert.match(db.log(mark), warning);
     for (const k of ['signed_dbs', 'require_encryption_dbs']) {
       await db.json(`/_node/_local/_config/couch_pgp/${k}`, { method: 'DELETE' });
     }
