@@ -18,6 +18,7 @@ use openpgp::cert::Preferences;
 use openpgp::Profile as PgpProfile;
 
 use crate::certs;
+use crate::cv25519_keygen;
 use crate::error::{classify, no_panic, Context, Error, Result};
 use crate::policy::POLICY;
 
@@ -191,7 +192,45 @@ fn acceptable_hash(vc: &ValidCert<'_>) -> Option<HashAlgorithm> {
 /// How far sequoia's `CertBuilder` backdates a new key when no creation time is given.
 const BACKDATE_SECS: u64 = 60;
 
+/// A new key. Cv25519 keys (the default) are built by `cv25519_keygen` from the operating
+/// system's generator; RSA keys by sequoia's `CertBuilder`.
 pub fn generate(opts: &GenerateOptions) -> Result<SecretKey> {
+    let cert = match opts.suite {
+        Suite::Cv25519 => cv25519_keygen::generate(&cv25519_keygen::Plan {
+            opts,
+            features: features(opts.profile),
+            validity: validity(opts),
+            creation_time: opts
+                .creation_time
+                .unwrap_or_else(|| SystemTime::now() - Duration::from_secs(BACKDATE_SECS)),
+        })?,
+        Suite::Rsa3072 | Suite::Rsa4096 => generate_with_cert_builder(opts)?,
+    };
+    SecretKey::from_cert(cert)
+}
+
+/// The features a new key advertises: SEIPDv1 only for v4 keys (what GnuPG 2.2 reads),
+/// sequoia's default set for v6 keys.
+fn features(profile: Profile) -> Features {
+    match profile {
+        Profile::Rfc4880 => Features::empty().set_seipdv1(),
+        Profile::Rfc9580 => Features::sequoia(),
+    }
+}
+
+/// The key's validity period: new keys are backdated by a minute (room for later
+/// self-signature updates) and the validity counts from creation, so that minute is added
+/// back: `expires_in` means from now.
+fn validity(opts: &GenerateOptions) -> Option<Duration> {
+    opts.expires_in.map(|d| match opts.creation_time {
+        Some(_) => d,
+        None => d + Duration::from_secs(BACKDATE_SECS),
+    })
+}
+
+/// A new certificate from sequoia's `CertBuilder` (with the revocation certificate it also
+/// makes dropped). RSA keys, and the reference the Cv25519 path is tested against.
+pub fn generate_with_cert_builder(opts: &GenerateOptions) -> Result<Cert> {
     let suite = match opts.suite {
         Suite::Cv25519 => CipherSuite::Cv25519,
         Suite::Rsa3072 => CipherSuite::RSA3k,
@@ -210,20 +249,13 @@ pub fn generate(opts: &GenerateOptions) -> Result<SecretKey> {
         );
     }
     builder = builder
-        // Sequoia backdates creation by a minute (room for later self-signature updates);
-        // the validity counts from creation, so add that minute back: `expires_in` means
-        // from now.
-        .set_validity_period(opts.expires_in.map(|d| match opts.creation_time {
-            Some(_) => d,
-            None => d + Duration::from_secs(BACKDATE_SECS),
-        }));
-    builder = match opts.profile {
-        Profile::Rfc4880 => builder
-            .set_profile(PgpProfile::RFC4880)
-            .and_then(|b| b.set_features(Features::empty().set_seipdv1())),
-        Profile::Rfc9580 => builder.set_profile(PgpProfile::RFC9580),
-    }
-    .map_err(|_| Error::Internal)?;
+        .set_validity_period(validity(opts))
+        .set_profile(match opts.profile {
+            Profile::Rfc4880 => PgpProfile::RFC4880,
+            Profile::Rfc9580 => PgpProfile::RFC9580,
+        })
+        .and_then(|b| b.set_features(features(opts.profile)))
+        .map_err(|_| Error::Internal)?;
     for uid in opts.user_id.iter().chain(opts.more_user_ids.iter()) {
         builder = builder.add_userid(uid.as_str());
     }
@@ -231,7 +263,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<SecretKey> {
         builder = builder.set_creation_time(t);
     }
     let (cert, _revocation) = builder.generate().map_err(|e| classify(&e, Context::Other))?;
-    SecretKey::from_cert(cert)
+    Ok(cert)
 }
 
 /// The whole key, every secret protected by `passphrase` (sequoia's default S2K), armored.

@@ -6,6 +6,7 @@ mod alloc;
 pub mod armor;
 pub mod canonical;
 pub mod channel;
+mod cv25519_keygen;
 pub mod certs;
 pub mod decrypt;
 pub mod encrypt;
