@@ -37,6 +37,7 @@
     public_cert/1,
     fingerprint/1,
     import_cert/1,
+    encryptable_until/1,
     export_secret/2,
     export_secret/3,
     import_secret/2,
@@ -135,6 +136,16 @@ fingerprint(Cert) when is_binary(Cert) ->
         {error, _} = Error -> Error
     end;
 fingerprint(_) ->
+    erlang:error(badarg).
+
+%% @doc Until when messages can be encrypted to a certificate (armored or binary), judged
+%% now from its own signatures: the latest expiry among its encryption keys, capped by the
+%% certificate's own; `never' if it does not expire. `{error, Reason}' (`expired',
+%% `revoked', `no_encryption_key', ...) when it cannot be encrypted to now.
+-spec encryptable_until(cert()) -> {ok, never | non_neg_integer()} | {error, reason()}.
+encryptable_until(Cert) when is_binary(Cert) ->
+    couch_pgp_nif:cert_encryptable_until(Cert);
+encryptable_until(_) ->
     erlang:error(badarg).
 
 %% @doc Parses a certificate (armored or binary), checks it against the policy, its expiry

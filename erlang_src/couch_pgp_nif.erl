@@ -8,6 +8,7 @@
     public_cert/1,
     key_fingerprint/1,
     cert_fingerprint/1,
+    cert_encryptable_until/1,
     import_cert/1,
     export_secret/2,
     export_secret_random_pass/2,
@@ -56,6 +57,8 @@ public_cert(_Key) -> ?NOT_LOADED.
 key_fingerprint(_Key) -> ?NOT_LOADED.
 -spec cert_fingerprint(binary()) -> term().
 cert_fingerprint(_Cert) -> ?NOT_LOADED.
+-spec cert_encryptable_until(binary()) -> term().
+cert_encryptable_until(_Cert) -> ?NOT_LOADED.
 -spec import_cert(binary()) -> term().
 import_cert(_Bytes) -> ?NOT_LOADED.
 -spec export_secret(reference(), binary()) -> term().

@@ -34,12 +34,14 @@
 -opaque session() :: #session{}.
 
 %% @doc A new session for `User' talking with the holder of `ClientCert', until `Expires'
-%% (unix seconds).
+%% (unix seconds) or until the certificate can no longer be encrypted to, whichever comes
+%% first: a session never outlives its client's certificate, in either mode (the channel
+%% mode encrypts nothing to the certificate after the session starts, so it would not notice).
 -spec new(binary(), couch_pgp:cert(), integer(), binary()) ->
     {ok, session()} | {error, couch_pgp:reason()}.
-new(User, ClientCert, Expires, ServerUserId) when is_binary(User), is_integer(Expires) ->
-    case couch_pgp:import_cert(ClientCert) of
-        {ok, Cert} ->
+new(User, ClientCert, Wanted, ServerUserId) when is_binary(User), is_integer(Wanted) ->
+    case import_with_deadline(ClientCert, Wanted) of
+        {ok, Cert, Expires} ->
             Lifetime = max(1, Expires - erlang:system_time(second)),
             case couch_pgp:generate_key(#{user_id => ServerUserId, expires_in => Lifetime}) of
                 {ok, Key} ->
@@ -53,6 +55,18 @@ new(User, ClientCert, Expires, ServerUserId) when is_binary(User), is_integer(Ex
                     end;
                 {error, _} = Error ->
                     Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+import_with_deadline(ClientCert, Wanted) ->
+    case couch_pgp:import_cert(ClientCert) of
+        {ok, Cert} ->
+            case couch_pgp:encryptable_until(Cert) of
+                {ok, never} -> {ok, Cert, Wanted};
+                {ok, Until} -> {ok, Cert, min(Wanted, Until)};
+                {error, _} = Error -> Error
             end;
         {error, _} = Error ->
             Error

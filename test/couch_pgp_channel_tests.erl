@@ -57,3 +57,22 @@ token_carries_the_channel_test_() ->
         ?assertEqual({ok, <<"x">>},
                      couch_pgp_channel:open(couch_pgp_session:channel(Opened), client_to_server, M, 10))
     end}.
+
+%% A session never outlives its client certificate: the channel mode encrypts nothing to the
+%% certificate after the session starts, so the session's expiry is capped at the
+%% certificate's.
+session_ends_with_the_client_certificate_test_() ->
+    {timeout, 30, fun() ->
+        Now = erlang:system_time(second),
+        {ok, Short} = couch_pgp:generate_key(#{expires_in => 120}),
+        ShortCert = couch_pgp:public_cert(Short),
+        {ok, Until} = couch_pgp:encryptable_until(ShortCert),
+        ?assert(Until >= Now + 119 andalso Until =< Now + 122),
+        {ok, S} = couch_pgp_session:new(<<"alice">>, ShortCert, Now + 3600, <<"s">>),
+        ?assertEqual(Until, couch_pgp_session:expires(S)),
+        %% A certificate that outlives the session leaves the session's own expiry.
+        {ok, Long} = couch_pgp:generate_key(),
+        ?assertEqual({ok, never}, couch_pgp:encryptable_until(couch_pgp:public_cert(Long))),
+        {ok, S2} = couch_pgp_session:new(<<"alice">>, couch_pgp:public_cert(Long), Now + 3600, <<"s">>),
+        ?assertEqual(Now + 3600, couch_pgp_session:expires(S2))
+    end}.

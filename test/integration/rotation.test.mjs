@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CouchDB, couchdbSkip, sleep, run, REPO } from './couchdb.mjs';
-import { Client, newKey } from './pgp_client.mjs';
+import { Client, envelope, newKey, openpgp, seal } from './pgp_client.mjs';
 import {
   connect, IdentityRevokedError, PinMismatchError, ProtocolError, SessionExpiredError, Security,
 } from '../../client/src/index.js';
@@ -336,6 +336,28 @@ describe('client certificates: revocation date and expiry', { skip, timeout: 600
     // Signed while valid: still verifies after the expiry (judged at the signature's time).
     const r = await replicate(REPLICA, early);
     assert.equal(r.status, 201, r.text);
+  });
+
+  test('a session ends when its client certificate expires, in the channel and per-message modes', async () => {
+    const { privateKey, publicKey } = await openpgp.generateKey({
+      type: 'curve25519', userIDs: [{ name: 'bob' }], keyExpirationTime: 8, format: 'object' });
+    const c = new Client(db, BOB, { privateKey, publicKey, fingerprint: publicKey.getFingerprint().toUpperCase() });
+    await c.pin();
+    const desc = await c.startSession();
+    // Capped at the certificate's expiry, not the configured session lifetime.
+    assert.equal(desc.expires, Math.floor(publicKey.getCreationTime().getTime() / 1000) + 8);
+    const live = await c.sendChannel('GET', `/${SIGNED}`);
+    assert.equal(live.status, 200, live.text);
+    assert.equal((await c.send('GET', `/${SIGNED}`)).status, 200);
+    // Sealed now: OpenPGP.js will not sign with the key once it has expired.
+    const env = envelope('GET', `/${SIGNED}`, '', '');
+    const msg = await seal(env, c.sessionCert, privateKey);
+    await sleep(desc.expires * 1000 - Date.now() + 1500);
+    for (const r of [await c.sendChannel('GET', `/${SIGNED}`), await c.send('GET', `/${SIGNED}`, '', '', { env, msg })]) {
+      assert.equal(r.status, 401, r.text);
+      assert.equal(r.encrypted, false);
+      assert.equal(r.body.error, 'pgp_session_expired');
+    }
   });
 });
 

@@ -71,6 +71,35 @@ pub fn validate(cert: &Cert, t: Option<SystemTime>) -> Result<ValidCert<'_>> {
     Ok(vc)
 }
 
+/// Until when messages can be encrypted to the certificate, judged now from its own
+/// signatures: the latest expiry among its live encryption keys, capped by the primary key's
+/// (the certificate's) expiry; `None` if that is never. The errors of `validate`, or
+/// `no_encryption_key` when no key can be encrypted to now.
+pub fn encryptable_until(cert: &Cert) -> Result<Option<SystemTime>> {
+    let vc = validate(cert, None)?;
+    // None: no key seen yet; Some(None): one that never expires.
+    let mut latest: Option<Option<SystemTime>> = None;
+    for ka in vc
+        .keys()
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_transport_encryption()
+        .for_storage_encryption()
+    {
+        let t = ka.key_expiration_time();
+        latest = Some(match latest {
+            None => t,
+            Some(prev) => prev.zip(t).map(|(a, b)| a.max(b)),
+        });
+    }
+    let keys = latest.ok_or(Error::NoEncryptionKey)?;
+    Ok(match (vc.primary_key().key_expiration_time(), keys) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
 /// Import: parse, validate now, and return the normalised armored public certificate.
 pub fn import(bytes: &[u8]) -> Result<Vec<u8>> {
     let cert = parse(bytes)?;

@@ -266,6 +266,19 @@ fn cert_fingerprint<'a>(env: Env<'a>, cert: Binary<'a>) -> Term<'a> {
     }
 }
 
+/// `{ok, never | UnixSeconds}`: until when the certificate can be encrypted to.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn cert_encryptable_until<'a>(env: Env<'a>, cert: Binary<'a>) -> Term<'a> {
+    match certs::parse(cert.as_slice()).and_then(|c| certs::encryptable_until(&c)) {
+        Ok(None) => (atoms::ok(), atoms::never()).encode(env),
+        Ok(Some(t)) => {
+            let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            (atoms::ok(), secs).encode(env)
+        }
+        Err(e) => error_term(env, e),
+    }
+}
+
 #[rustler::nif(schedule = "DirtyCpu")]
 fn import_cert<'a>(env: Env<'a>, bytes: Binary<'a>) -> Term<'a> {
     binary_result(env, certs::import(bytes.as_slice()))

@@ -309,3 +309,29 @@ fn export_with_random_passphrase_uses_the_least_s2k() {
     assert_eq!(keys::import_secret(&exported, b"0123456789abcdefghijklmnopqrstuX").err(), Some(Error::BadPassphrase));
     assert_eq!(keys::export_secret_random_pass(&k, b"short").err(), Some(Error::EmptyPassphrase));
 }
+
+#[test]
+fn encryptable_until_is_the_encryption_keys_expiry() {
+    let unix = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_secs();
+    assert_eq!(certs::encryptable_until(&cert_of(&key())), Ok(None));
+    // `expires_in` counts from now (the key is backdated by a minute, its validity too).
+    let now = unix(SystemTime::now());
+    let k = keys::generate(&GenerateOptions { expires_in: Some(Duration::from_secs(3600)), ..Default::default() })
+        .expect("keygen");
+    let until = certs::encryptable_until(&cert_of(&k)).expect("encryptable").map(unix).expect("expires");
+    assert!((now + 3599..=now + 3602).contains(&until), "{until} vs {now}");
+    // A certificate without an encryption key cannot be encrypted to at all.
+    let s = keys::generate(&GenerateOptions { signing_only: true, ..Default::default() }).expect("keygen");
+    assert_eq!(certs::encryptable_until(&cert_of(&s)), Err(Error::NoEncryptionKey));
+    // The earlier of the subkey's and the certificate's expiry: a subkey bound for ten days
+    // in a certificate valid for one is usable for one.
+    use openpgp::cert::prelude::*;
+    use openpgp::types::KeyFlags;
+    let (c, _) = CertBuilder::new()
+        .set_validity_period(Duration::from_secs(86_400))
+        .add_subkey(KeyFlags::empty().set_transport_encryption(), Duration::from_secs(10 * 86_400), None)
+        .generate()
+        .expect("gen");
+    let created = unix(c.primary_key().key().creation_time());
+    assert_eq!(certs::encryptable_until(&c).expect("encryptable").map(unix), Some(created + 86_400));
+}
