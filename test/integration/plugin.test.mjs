@@ -426,11 +426,16 @@ describe('couch_pgp plugin in CouchDB', { skip, timeout: 600000 }, () => {
     assert.deepEqual({ status: r.status, body: r.body }, refusal('no_encryption_key'));
     const none = await db.json('/_pgp/session', { method: 'POST', auth: aliceAuth, body: {} });
     assert.deepEqual({ status: none.status, body: none.body }, refusal('no_cert'));
-    // A session made for it anyway (as one made before this check, or by a node without it).
+    // A session made for it anyway (as one made before this check, or by a node without it):
+    // couch_pgp_session:new refuses such a certificate too, so one made for a usable
+    // certificate gets this one put in its place (record fields: client_cert, its fingerprint).
     const armored = Buffer.from(signOnly.publicKey.armor()).toString('base64');
     const token = await rpcBinary(`
-      {ok, S} = couch_pgp_session:new(<<"alice">>, base64:decode(<<"${armored}">>),
-                                      erlang:system_time(second) + 600, <<"unsealable">>),
+      {ok, Usable} = couch_pgp:generate_key(),
+      {ok, S0} = couch_pgp_session:new(<<"alice">>, couch_pgp:public_cert(Usable),
+                                       erlang:system_time(second) + 600, <<"unsealable">>),
+      Cert = base64:decode(<<"${armored}">>),
+      S = setelement(5, setelement(4, S0, Cert), couch_pgp:fingerprint(Cert)),
       {ok, Secret} = couch_pgp_config:token_secret(),
       couch_pgp_session:seal(S, Secret).`);
     const desc = await db.json('/_pgp/session', { auth: aliceAuth, headers: { 'X-PGP-Session': token } });
