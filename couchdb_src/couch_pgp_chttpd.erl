@@ -178,10 +178,12 @@ peer(M, Method, Parts) ->
                     Cert = couch_pgp_session:client_cert(Session),
                     Channel = channel_of(M, Session),
                     %% A request never runs when its answer could not be encrypted (the
-                    %% certificate may have expired since the session began): refused here,
+                    %% certificate may have expired since the session began, in a token
+                    %% issued before sessions ended with their certificate): refused here,
                     %% in plaintext, since there is nobody to encrypt to. A channel answer is
                     %% sealed with the session's own key, which cannot fail that way.
-                    Channel =/= undefined orelse sealable_or_refuse(Cert),
+                    Channel =/= undefined orelse
+                        refuse_unless_ok(couch_pgp_tokens:still_sealable(Cert)),
                     Key = couch_pgp_session:key(Session),
                     #{key => Key, sign_key => Key, client_cert => Cert,
                       client_fingerprint => couch_pgp_session:client_fingerprint(Session),
@@ -207,11 +209,12 @@ channel_of(M, Session) ->
             count_and_refuse(bad_envelope)
     end.
 
+%% A login's certificate, never seen before: a trial encryption (as when a session is issued).
 sealable_or_refuse(Cert) ->
-    case couch_pgp_tokens:sealable(Cert) of
-        ok -> ok;
-        {error, Why} -> count_and_refuse(couch_pgp_http_errors:from_cert(Why))
-    end.
+    refuse_unless_ok(couch_pgp_tokens:sealable(Cert)).
+
+refuse_unless_ok(ok) -> ok;
+refuse_unless_ok({error, Why}) -> count_and_refuse(couch_pgp_http_errors:from_cert(Why)).
 
 %% The envelope, checked to be signed by the client: the session's client key, or for a
 %% login, the certificate the envelope carries (decrypted once to read it, once to verify).
