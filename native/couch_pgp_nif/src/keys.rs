@@ -189,7 +189,8 @@ fn acceptable_hash(vc: &ValidCert<'_>) -> Option<HashAlgorithm> {
     })
 }
 
-/// How far sequoia's `CertBuilder` backdates a new key when no creation time is given.
+/// How far a new key is backdated when no creation time is given (as sequoia's `CertBuilder`
+/// does).
 const BACKDATE_SECS: u64 = 60;
 
 /// A new key. Cv25519 keys (the default) are built by `cv25519_keygen` from the operating
