@@ -456,8 +456,12 @@ export class Connection {
     ];
     for (const [ok, why] of checks) if (!ok) throw new ProtocolError(why);
     const channel = await this.#openChannel(desc.channel, cert, st);
+    // The server ends a session when our certificate expires; a session that already ends
+    // there cannot be extended by renewing it, so it is used until it expires.
+    const keyExpires = await (await privateKeyOf(this.#security)).getExpirationTime();
+    const endsWithKey = keyExpires instanceof Date && st.expires * 1000 >= keyExpires.getTime() - 1000;
     this.#session = { token: desc.token, cert, user: st.user, expires: st.expires,
-      fingerprint: st.session_fingerprint, channel };
+      fingerprint: st.session_fingerprint, channel, endsWithKey };
   }
 
   /**
@@ -510,7 +514,9 @@ export class Connection {
 
   async #ensureSession() {
     if (!this.#session) throw new NotLoggedInError();
-    if (Date.now() / 1000 < this.#session.expires - RENEW_MARGIN) return;
+    const now = Date.now() / 1000;
+    const { expires, endsWithKey } = this.#session;
+    if (now < expires - RENEW_MARGIN || (endsWithKey && now < expires)) return;
     this.#renewing ||= this.startSession().finally(() => { this.#renewing = undefined; });
     try {
       await this.#renewing;

@@ -167,6 +167,25 @@ for (const mode of MODES) {
     await assert.rejects(conn.request('/db/x'), SessionExpiredError); // the server says it expired
   });
 
+  test(`[${mode}] a session that ends with our key is used until then, not renewed on every request`, async () => {
+    const server = await FakeServer.create();
+    const { Security } = await import('../src/index.js');
+    const security = await new Security({ lifetime: 5 }).ready;
+    const conn = await connect(BASE, { pin: server.fingerprint, fetch: server.fetch, security, ...opt(mode) });
+    // As the real server does: the session ends when the client certificate does.
+    server.lifetime = 5;
+    await conn.login('alice', 'pw');
+    const issued = server.sessionsIssued;
+    await conn.request('/db/x');
+    await conn.request('/db/x');
+    assert.equal(server.sessionsIssued, issued, 'renewing could not extend it');
+    // A session that ends before the key does is still renewed inside the margin.
+    server.lifetime = 3;
+    await conn.startSession();
+    await conn.request('/db/x');
+    assert.equal(server.sessionsIssued, issued + 2);
+  });
+
   test(`[${mode}] registerCertificate signs the proof over canonical JSON with the registered key`, async () => {
     const { server, conn } = await loggedIn({}, mode);
     const { Security } = await import('../src/index.js');
